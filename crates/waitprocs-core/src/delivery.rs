@@ -1,0 +1,122 @@
+//! Handing exit events to the caller: callbacks, then the channel.
+
+use std::any::Any;
+use std::collections::HashSet;
+use std::io;
+use std::panic::{self, AssertUnwindSafe};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, OnceLock};
+
+use crossbeam_channel::Sender;
+
+use crate::event::ExitEvent;
+
+/// A callback run once for one process.
+pub(crate) type OnExit<T> = Box<dyn FnOnce(&ExitEvent<T>) + Send>;
+/// A callback run for every process of an engine.
+pub(crate) type OnEveryExit<T> = Box<dyn Fn(&ExitEvent<T>) + Send + Sync>;
+
+pub(crate) struct Delivery<T> {
+    on_every_exit: Option<OnEveryExit<T>>,
+    sender: Sender<ExitEvent<T>>,
+    /// Registered processes whose event is not yet in the channel.
+    outstanding: AtomicUsize,
+    /// Held while an event is sent and counted, so that a waiter that reads
+    /// `outstanding` under it sees every sent event in the channel.
+    sending: Mutex<()>,
+    panics: Mutex<Vec<Box<dyn Any + Send>>>,
+}
+
+impl<T> Delivery<T> {
+    pub(crate) fn new(sender: Sender<ExitEvent<T>>, on_every_exit: Option<OnEveryExit<T>>) -> Self {
+        Self {
+            on_every_exit,
+            sender,
+            outstanding: AtomicUsize::new(0),
+            sending: Mutex::new(()),
+            panics: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Counts a registration that will yield one event (or one deregistration).
+    pub(crate) fn expect_one(&self) {
+        self.outstanding.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// Takes back `expect_one` for a registration that failed or was deregistered.
+    pub(crate) fn cancel_one(&self) {
+        let _guard = self.sending.lock().unwrap_or_else(|e| e.into_inner());
+        self.outstanding.fetch_sub(1, Ordering::SeqCst);
+    }
+
+    /// Returns how many registered processes have no event in the channel yet.
+    /// Every event sent before this returns is in the channel.
+    pub(crate) fn outstanding(&self) -> usize {
+        let _guard = self.sending.lock().unwrap_or_else(|e| e.into_inner());
+        self.outstanding.load(Ordering::SeqCst)
+    }
+
+    /// Runs the callbacks for `event`, then sends it.
+    ///
+    /// A panicking callback is caught and stored for `take_panic`; the event is
+    /// still sent and the other callback still runs.
+    pub(crate) fn deliver(&self, event: ExitEvent<T>, own: Option<OnExit<T>>) {
+        if let Some(callback) = own {
+            self.guard(|| callback(&event));
+        }
+        if let Some(callback) = &self.on_every_exit {
+            self.guard(|| callback(&event));
+        }
+        let _guard = self.sending.lock().unwrap_or_else(|e| e.into_inner());
+        // The engine keeps a receiver for as long as it exists, so the channel
+        // cannot be disconnected here.
+        let _ = self.sender.send(event);
+        self.outstanding.fetch_sub(1, Ordering::SeqCst);
+    }
+
+    fn guard(&self, callback: impl FnOnce()) {
+        if let Err(payload) = panic::catch_unwind(AssertUnwindSafe(callback)) {
+            tracing::error!(
+                message = panic_message(&*payload),
+                "an exit callback panicked; the engine goes on"
+            );
+            self.panics
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(payload);
+        }
+    }
+
+    pub(crate) fn take_panic(&self) -> Option<Box<dyn Any + Send>> {
+        let mut panics = self.panics.lock().unwrap_or_else(|e| e.into_inner());
+        if panics.is_empty() {
+            None
+        } else {
+            Some(panics.remove(0))
+        }
+    }
+}
+
+/// Returns the text of a panic payload, when it has one.
+pub fn panic_message(payload: &(dyn Any + Send)) -> &str {
+    if let Some(text) = payload.downcast_ref::<&str>() {
+        text
+    } else if let Some(text) = payload.downcast_ref::<String>() {
+        text
+    } else {
+        "a panic without a message"
+    }
+}
+
+/// Logs a warning the first time the engine falls back for a given errno.
+pub(crate) fn warn_fallback_once(error: &io::Error) {
+    static SEEN: OnceLock<Mutex<HashSet<i32>>> = OnceLock::new();
+    let code = error.raw_os_error().unwrap_or(-1);
+    let mut seen = SEEN
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    if seen.insert(code) {
+        tracing::warn!(%error, errno = code, "cannot watch a process with a descriptor; polling it on a timer instead");
+    }
+}

@@ -1,0 +1,304 @@
+//! Linux backend: one pidfd per process, all of a shard's pidfds in one epoll.
+//!
+//! - pidfd_open(2) gives a descriptor that becomes readable when the whole thread
+//!   group has exited (zombie time, for children and non-children alike).
+//! - epoll(7), through `polling`, multiplexes the pidfds of one shard.
+//! - waitid(2) with `P_PIDFD` reaps exactly the process behind the pidfd. The
+//!   raw system call is used because its fifth argument, `struct rusage`, is not
+//!   part of the POSIX signature that glibc and rustix expose.
+//! - `ioctl(PIDFD_GET_INFO)` (pidfd_open(2), Linux 6.15 and later) returns the
+//!   exit status of a process once its parent has reaped it.
+
+use std::fs;
+use std::io;
+use std::mem::MaybeUninit;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use rustix::process::{Pid, PidfdFlags};
+
+use super::{Liveness, OpenError, Ready, Reap, EVENTS_PER_TURN};
+use crate::status::{ExitStatus, ResourceUsage};
+
+/// A pidfd: the handle the poller waits on for one process.
+#[derive(Debug)]
+pub(crate) struct Watch(OwnedFd);
+
+impl AsFd for Watch {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.0.as_fd()
+    }
+}
+
+/// Opens a pidfd for `pid` with pidfd_open(2).
+pub(crate) fn open_watch(pid: u32) -> Result<Watch, OpenError> {
+    let Some(raw) = to_pid(pid) else {
+        return Err(OpenError::NotFound);
+    };
+    match rustix::process::pidfd_open(raw, PidfdFlags::empty()) {
+        Ok(fd) => Ok(Watch(fd)),
+        Err(rustix::io::Errno::SRCH) => Err(OpenError::NotFound),
+        // Without PIDFD_THREAD, EINVAL means the PID is not a thread-group
+        // leader: either a thread id, or a leader that is being released.
+        Err(rustix::io::Errno::INVAL) => match thread_group(pid) {
+            Some(tgid) if tgid != pid => Err(OpenError::Thread),
+            _ => Err(OpenError::Exiting),
+        },
+        Err(errno) => Err(OpenError::Unavailable(errno.into())),
+    }
+}
+
+/// The epoll instance of one shard.
+#[derive(Debug)]
+pub(crate) struct Poller {
+    inner: polling::Poller,
+    events: Mutex<polling::Events>,
+}
+
+impl Poller {
+    pub(crate) fn new() -> io::Result<Self> {
+        let capacity = std::num::NonZeroUsize::new(EVENTS_PER_TURN).expect("nonzero");
+        Ok(Self {
+            inner: polling::Poller::new()?,
+            events: Mutex::new(polling::Events::with_capacity(capacity)),
+        })
+    }
+
+    pub(crate) fn add(&self, watch: &Watch, _pid: u32, key: usize) -> io::Result<()> {
+        // SAFETY: `polling` requires the source to be deleted from the poller
+        // before it is closed. Every `Watch` lives in a shard entry, and the shard
+        // calls `delete` before it drops the entry. The pidfd is never duplicated,
+        // so even a missed delete leaves no stale epoll registration behind.
+        unsafe { self.inner.add(&watch.0, polling::Event::readable(key)) }
+    }
+
+    pub(crate) fn delete(&self, watch: &Watch, _pid: u32) -> io::Result<()> {
+        self.inner.delete(&watch.0)
+    }
+
+    pub(crate) fn wait(&self, out: &mut Vec<Ready>, timeout: Option<Duration>) -> io::Result<()> {
+        let mut events = self.events.lock().unwrap_or_else(|e| e.into_inner());
+        events.clear();
+        match self.inner.wait(&mut events, timeout) {
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(()),
+            Err(e) => return Err(e),
+        }
+        out.extend(events.iter().map(|event| Ready {
+            key: event.key,
+            wait_status: None,
+        }));
+        Ok(())
+    }
+
+    pub(crate) fn notify(&self) -> io::Result<()> {
+        self.inner.notify()
+    }
+}
+
+impl AsFd for Poller {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.inner.as_fd()
+    }
+}
+
+const P_PID: libc::idtype_t = libc::P_PID;
+const P_PIDFD: libc::idtype_t = 3;
+
+/// Reaps the child behind `watch` (or `pid` when there is no pidfd) without blocking.
+///
+/// Uses waitid(2) with `P_PIDFD` or `P_PID`, never `P_ALL`, so no other child's
+/// status can be taken.
+pub(crate) fn reap(watch: Option<&Watch>, pid: u32, keep: bool) -> io::Result<Reap> {
+    let (idtype, id) = match watch {
+        Some(watch) => (P_PIDFD, watch.0.as_raw_fd() as libc::id_t),
+        None => (P_PID, pid as libc::id_t),
+    };
+    let mut options = libc::WEXITED | libc::WNOHANG;
+    if keep {
+        options |= libc::WNOWAIT;
+    }
+    let mut info = MaybeUninit::<libc::siginfo_t>::zeroed();
+    let mut usage = MaybeUninit::<libc::rusage>::zeroed();
+    loop {
+        // SAFETY: `info` and `usage` point to writable, properly sized and
+        // aligned buffers that outlive the call. `id` names a pidfd we own (or a
+        // PID), and the kernel only writes through the two pointers.
+        let ret = unsafe {
+            libc::syscall(
+                libc::SYS_waitid,
+                idtype,
+                id,
+                info.as_mut_ptr(),
+                options,
+                usage.as_mut_ptr(),
+            )
+        };
+        if ret == 0 {
+            break;
+        }
+        let err = io::Error::last_os_error();
+        match err.raw_os_error() {
+            Some(libc::EINTR) => continue,
+            Some(libc::ECHILD) => return Ok(Reap::NotChild),
+            _ => return Err(err),
+        }
+    }
+    // SAFETY: the kernel filled `info` (or left it zeroed under WNOHANG), and
+    // both buffers were zero-initialised, which is a valid bit pattern for them.
+    let (info, usage) = unsafe { (info.assume_init(), usage.assume_init()) };
+    // SAFETY: for SIGCHLD-style siginfo from waitid, `si_pid` and `si_status`
+    // are the fields the kernel fills.
+    let (child, status) = unsafe { (info.si_pid(), info.si_status()) };
+    if child == 0 {
+        return Ok(Reap::NotYet);
+    }
+    let status = match info.si_code {
+        libc::CLD_EXITED => ExitStatus::Exited(status),
+        libc::CLD_KILLED => ExitStatus::Signaled {
+            signal: status,
+            core_dumped: false,
+        },
+        libc::CLD_DUMPED => ExitStatus::Signaled {
+            signal: status,
+            core_dumped: true,
+        },
+        // Only WEXITED was requested, so stop and continue reports cannot
+        // appear; treat anything else as "not an exit".
+        _ => return Ok(Reap::NotYet),
+    };
+    Ok(Reap::Exited(status, Some(resource_usage(&usage))))
+}
+
+fn resource_usage(usage: &libc::rusage) -> ResourceUsage {
+    let time = |tv: libc::timeval| {
+        Duration::new(
+            tv.tv_sec.max(0) as u64,
+            (tv.tv_usec.clamp(0, 999_999) as u32) * 1000,
+        )
+    };
+    ResourceUsage {
+        user_time: time(usage.ru_utime),
+        system_time: time(usage.ru_stime),
+        // Linux reports ru_maxrss in kibibytes.
+        max_rss_bytes: (usage.ru_maxrss.max(0) as u64) * 1024,
+    }
+}
+
+/// The first 64 bytes of `struct pidfd_info` (`PIDFD_INFO_SIZE_VER0`), the
+/// version the kernel's uapi header encodes in `PIDFD_GET_INFO`.
+#[repr(C)]
+#[derive(Default)]
+struct PidfdInfo {
+    mask: u64,
+    cgroupid: u64,
+    pid: u32,
+    tgid: u32,
+    ppid: u32,
+    ruid: u32,
+    rgid: u32,
+    euid: u32,
+    egid: u32,
+    suid: u32,
+    sgid: u32,
+    fsuid: u32,
+    fsgid: u32,
+    exit_code: i32,
+}
+
+const _: () = assert!(std::mem::size_of::<PidfdInfo>() == 64);
+
+/// Returns the exit status the kernel kept for the process behind `watch`.
+///
+/// `PIDFD_GET_INFO` with `PIDFD_INFO_EXIT` answers once the process has been
+/// reaped (by its parent, or by the kernel when the parent ignores `SIGCHLD`),
+/// on Linux 6.15 and later. Older kernels reject the ioctl, and a process that
+/// is still a zombie has no exit info yet; both give `None`.
+pub(crate) fn exit_info(watch: &Watch) -> Option<ExitStatus> {
+    let mut info = PidfdInfo {
+        mask: libc::PIDFD_INFO_EXIT as u64,
+        ..PidfdInfo::default()
+    };
+    // SAFETY: `PIDFD_GET_INFO` encodes a 64-byte argument, and `info` is a
+    // 64-byte `repr(C)` buffer matching `struct pidfd_info` version 0 that lives
+    // across the call. The descriptor is a pidfd we own.
+    let ret = unsafe {
+        libc::ioctl(
+            watch.0.as_raw_fd(),
+            libc::PIDFD_GET_INFO as _,
+            &mut info as *mut PidfdInfo,
+        )
+    };
+    if ret != 0 || info.mask & libc::PIDFD_INFO_EXIT as u64 == 0 {
+        return None;
+    }
+    ExitStatus::from_wait_status(info.exit_code)
+}
+
+/// Tells whether `pid` is a child of this process, without reaping anything.
+pub(crate) fn is_child(watch: Option<&Watch>, pid: u32) -> bool {
+    !matches!(reap(watch, pid, true), Ok(Reap::NotChild) | Err(_))
+}
+
+/// Reads the state of a process from `/proc/PID/stat` (proc(5)).
+pub(crate) fn probe(pid: u32) -> Liveness {
+    match fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // The state follows the command name, which is in parentheses and may
+        // itself contain spaces and parentheses, so search from the last ')'.
+        Ok(stat) => match stat
+            .rfind(')')
+            .and_then(|i| stat[i + 1..].split_whitespace().next())
+        {
+            Some("Z") | Some("X") | Some("x") => Liveness::Zombie,
+            Some(_) => Liveness::Running,
+            None => Liveness::Gone,
+        },
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Liveness::Gone,
+        // /proc unreadable (hidepid, not mounted): ask the kernel directly.
+        Err(_) => match to_pid(pid).map(rustix::process::test_kill_process) {
+            Some(Err(rustix::io::Errno::SRCH)) | None => Liveness::Gone,
+            Some(_) => Liveness::Running,
+        },
+    }
+}
+
+/// Returns the thread-group id (the process) that thread `tid` belongs to.
+pub(crate) fn thread_group(tid: u32) -> Option<u32> {
+    let status = fs::read_to_string(format!("/proc/{tid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("Tgid:"))
+        .and_then(|value| value.trim().parse().ok())
+}
+
+/// Sends `signal` through the pidfd with pidfd_send_signal(2), or with kill(2)
+/// when the process has no pidfd.
+pub(crate) fn send_signal(watch: Option<&Watch>, pid: u32, signal: i32) -> io::Result<()> {
+    let signal = rustix::process::Signal::from_named_raw(signal).ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("invalid signal number {signal}"),
+        )
+    })?;
+    match watch {
+        Some(watch) => rustix::process::pidfd_send_signal(&watch.0, signal)?,
+        None => {
+            let pid = to_pid(pid).ok_or_else(|| io::Error::from(io::ErrorKind::InvalidInput))?;
+            rustix::process::kill_process(pid, signal)?;
+        }
+    }
+    Ok(())
+}
+
+/// Returns the PID of the calling process.
+pub(crate) fn current_pid() -> u32 {
+    rustix::process::getpid().as_raw_nonzero().get() as u32
+}
+
+fn to_pid(pid: u32) -> Option<Pid> {
+    Pid::from_raw(i32::try_from(pid).ok()?)
+}
+
+/// Name of this backend, for logs.
+pub(crate) const BACKEND: &str = "pidfd+epoll";

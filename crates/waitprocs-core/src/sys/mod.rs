@@ -1,0 +1,102 @@
+//! Platform backends, chosen once here at compile time.
+//!
+//! # What a backend provides
+//!
+//! Every backend module exports the same items, and the rest of the crate uses
+//! nothing else from it. All `unsafe` code of the crate lives in these modules.
+//!
+//! - `Poller`: one readiness queue per shard.
+//!   - `Poller::new() -> io::Result<Poller>`.
+//!   - `add(&self, watch: &Watch, pid: u32, key: usize) -> io::Result<()>` arms a
+//!     one-shot interest in the exit of `pid`. `key` comes back in [`Ready`].
+//!   - `delete(&self, watch: &Watch, pid: u32) -> io::Result<()>` removes it. It is
+//!     called before the `Watch` is dropped, and a `NotFound` from it is harmless.
+//!   - `wait(&self, out: &mut Vec<Ready>, timeout: Option<Duration>) -> io::Result<()>`
+//!     blocks until at least one armed process has exited, `notify` was called,
+//!     or the timeout passed. It appends one [`Ready`] per exit and never more
+//!     than [`EVENTS_PER_TURN`]. An interrupted wait (`EINTR`) returns `Ok`.
+//!   - `notify(&self) -> io::Result<()>` wakes a concurrent `wait`.
+//!   - On Unix it implements `AsFd`, and the descriptor becomes readable when
+//!     `wait` would return an event, so a shard can nest in another event loop.
+//! - `Watch`: what the poller waits on for one process (a pidfd on Linux; on
+//!   kqueue nothing, because the kevent is keyed by PID).
+//!   - `open_watch(pid: u32) -> Result<Watch, OpenError>`.
+//! - `reap(watch: Option<&Watch>, pid: u32, keep: bool) -> io::Result<Reap>` collects
+//!   the exit status of a child without blocking: `WEXITED | WNOHANG`, plus `WNOWAIT`
+//!   when `keep` is set so the child stays waitable for its owner. It never waits
+//!   on anything but that one process.
+//! - `exit_info(watch: &Watch) -> Option<ExitStatus>` returns the status of a
+//!   process that is not our child, where the kernel kept it.
+//! - `is_child(watch: Option<&Watch>, pid: u32) -> bool`.
+//! - `probe(pid: u32) -> Liveness`, used by the fallback lane for non-children.
+//! - `send_signal(watch: Option<&Watch>, pid: u32, signal: i32) -> io::Result<()>`.
+//! - `thread_group(pid: u32) -> Option<u32>`: the process a thread id belongs to.
+//! - `current_pid() -> u32`.
+//!
+//! A backend that cannot watch a process sends it to the fallback lane by
+//! returning [`OpenError::Unavailable`]; the lane then polls it with `reap` and
+//! `probe` on a timer.
+
+use std::io;
+
+use crate::status::{ExitStatus, ResourceUsage};
+
+/// Maximum number of readiness events taken from the kernel in one turn.
+pub(crate) const EVENTS_PER_TURN: usize = 256;
+
+/// One exited (or possibly exited) process reported by `Poller::wait`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Ready {
+    /// The key given to `Poller::add`.
+    pub(crate) key: usize,
+    /// A wait status that came with the event itself (kqueue's `NOTE_EXIT` data).
+    #[allow(dead_code)]
+    pub(crate) wait_status: Option<i32>,
+}
+
+/// Why `open_watch` gave no watch.
+#[derive(Debug)]
+pub(crate) enum OpenError {
+    /// No process has this PID (any more).
+    NotFound,
+    /// The PID names a thread that is not the leader of its thread group.
+    Thread,
+    /// The process is exiting or already exited (Linux's `EINVAL` race).
+    Exiting,
+    /// This process cannot get a watch now; the errno says why. The fallback
+    /// lane waits for the process instead.
+    Unavailable(io::Error),
+}
+
+/// Result of a non-blocking `reap`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Reap {
+    /// The child has ended; with `keep` it is still waitable by its owner.
+    Exited(ExitStatus, Option<ResourceUsage>),
+    /// The child is still running, or its exit is not reapable yet.
+    NotYet,
+    /// The process is not our child, or it was already reaped by someone else
+    /// or by the kernel (`ECHILD`).
+    NotChild,
+}
+
+/// What `probe` found out about a process without waiting on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Liveness {
+    /// The process is running (or stopped).
+    Running,
+    /// The process has exited and waits to be reaped by its parent.
+    Zombie,
+    /// No process has this PID.
+    Gone,
+}
+
+#[cfg(any(target_os = "linux", target_os = "android"))]
+mod linux;
+#[cfg(any(target_os = "linux", target_os = "android"))]
+pub(crate) use linux::*;
+
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+compile_error!(
+    "waitprocs-core supports Linux; the kqueue and Windows backends are not written yet"
+);

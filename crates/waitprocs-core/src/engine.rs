@@ -1,20 +1,47 @@
 //! The public engine: registration, driving and waiting.
 
 use std::any::Any;
+use std::collections::HashMap;
 use std::fmt;
 use std::io;
 use std::process::Child;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
-use crate::delivery::{Delivery, OnEveryExit, OnExit};
+use crate::budget::Budget;
+use crate::delivery::{warn_fallback_once, Delivery, OnEveryExit, OnExit};
 use crate::event::{Alive, ExitEvent, Key};
-use crate::shard::{Deregistered, NewEntry, Shard};
-use crate::sys;
+use crate::overflow::{Command, Overflow};
+use crate::shard::{self, PrepareError, Prepared, RawExit, Shard};
+use crate::sys::{self, Bridge};
+
+/// Environment variable that forces the fallback lane in every engine built
+/// while it is set to `fallback` (for tests and benchmarks).
+pub const BACKEND_ENV: &str = "WAITPROCS_BACKEND";
+
+/// A process removed by [`Engine::deregister`] before it exited.
+#[derive(Debug)]
+pub struct Deregistered<T> {
+    /// The process id.
+    pub pid: u32,
+    /// The caller's data given at registration.
+    pub data: T,
+    /// The child handle, when the process was registered with one. Waiting for
+    /// it is again the caller's job.
+    pub child: Option<Child>,
+}
+
+/// What the engine keeps for a process besides its watch.
+struct Payload<T> {
+    data: T,
+    /// Kept so that the child's pipes stay open until it exits.
+    child: Option<Child>,
+    on_exit: Option<OnExit<T>>,
+}
 
 /// Largest number of shards an engine can have (keys reserve 8 bits for it).
 pub const MAX_SHARDS: usize = 256;
@@ -38,6 +65,23 @@ pub struct WaitOutcome<T> {
     pub gone: Vec<ExitEvent<T>>,
     /// Processes still registered when the wait returned.
     pub alive: Vec<Alive>,
+}
+
+/// Where the registered processes of an engine are watched, from
+/// [`Engine::stats`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct Stats {
+    /// Processes watched by a pidfd (or kevent) in the process's own table.
+    pub watched: usize,
+    /// Processes watched by overflow shards, in their private tables.
+    pub overflow: usize,
+    /// Overflow shards started so far.
+    pub overflow_shards: usize,
+    /// Processes waiting in the fallback lane.
+    pub lane: usize,
+    /// Descriptors the engine may take from the process's own table.
+    pub fd_budget: usize,
 }
 
 /// A process to register, with its options.
@@ -107,6 +151,10 @@ pub struct Builder<T> {
     shards: usize,
     threads: bool,
     on_exit: Option<OnEveryExit<T>>,
+    raise_fd_limit: bool,
+    fd_headroom: Option<usize>,
+    force_fallback: bool,
+    overflow: bool,
 }
 
 impl<T> fmt::Debug for Builder<T> {
@@ -114,11 +162,50 @@ impl<T> fmt::Debug for Builder<T> {
         f.debug_struct("Builder")
             .field("shards", &self.shards)
             .field("threads", &self.threads)
+            .field("raise_fd_limit", &self.raise_fd_limit)
+            .field("fd_headroom", &self.fd_headroom)
+            .field("force_fallback", &self.force_fallback)
+            .field("overflow", &self.overflow)
             .finish_non_exhaustive()
     }
 }
 
 impl<T: Send + 'static> Builder<T> {
+    /// Raises the soft RLIMIT_NOFILE to the hard limit when the engine is built
+    /// (setrlimit(2)), as Go's runtime and systemd do. Off by default.
+    ///
+    /// The limit is process-wide and inherited by children started afterwards;
+    /// a child that uses select(2) can break with descriptors above 1024.
+    pub fn raise_fd_limit(mut self, raise: bool) -> Self {
+        self.raise_fd_limit = raise;
+        self
+    }
+
+    /// Sets how many descriptors of the process's soft limit the engine leaves
+    /// to the host program. The default is a quarter of the soft limit, at
+    /// least 32. Past its budget the engine uses overflow shards with their own
+    /// descriptor tables, or the fallback lane, never the host's headroom.
+    pub fn fd_headroom(mut self, headroom: usize) -> Self {
+        self.fd_headroom = Some(headroom);
+        self
+    }
+
+    /// Waits for every process with the fallback lane (no pidfds): children
+    /// with waitid(2) `P_PID`, others through `/proc`, on one back-off timer.
+    /// Also set when the environment variable [`BACKEND_ENV`] is `fallback`.
+    pub fn force_fallback(mut self, force: bool) -> Self {
+        self.force_fallback = force;
+        self
+    }
+
+    /// Allows overflow shards: threads with private descriptor tables that hold
+    /// pidfds past the process's budget. On by default; when off, processes
+    /// past the budget go to the fallback lane.
+    pub fn overflow(mut self, overflow: bool) -> Self {
+        self.overflow = overflow;
+        self
+    }
+
     /// Sets the number of shards. Each shard has its own poller and, with
     /// [`threads`](Self::threads), its own dispatch thread.
     pub fn shards(mut self, shards: usize) -> Self {
@@ -168,22 +255,48 @@ impl<T: Send + 'static> Builder<T> {
                 ),
             ));
         }
-        let shards = (0..self.shards)
-            .map(Shard::new)
-            .collect::<io::Result<Vec<_>>>()?;
+        if self.raise_fd_limit {
+            sys::raise_descriptor_limit()?;
+        }
+        let budget = Arc::new(Budget::from_limits(self.fd_headroom));
+        let to_base = Arc::new(Bridge::new()?);
+        let to_overflow = Arc::new(Bridge::new()?);
+        let mut shards = Vec::with_capacity(self.shards);
+        for index in 0..self.shards {
+            let bridge = (index == 0).then(|| Arc::clone(&to_base));
+            shards.push(Shard::new(index, Arc::clone(&budget), bridge, false)?);
+        }
         let (sender, receiver) = crossbeam_channel::unbounded();
+        let (handoff, handed) = crossbeam_channel::unbounded();
+        let force_fallback = self.force_fallback
+            || std::env::var(BACKEND_ENV).is_ok_and(|value| value == "fallback");
         let inner = Arc::new(Inner {
             shards,
+            overflow: RwLock::new(Vec::new()),
+            parked: Mutex::new(HashMap::new()),
+            next_ticket: AtomicU64::new(0),
+            handoff,
+            handed,
+            to_base,
+            to_overflow,
+            budget,
             delivery: Delivery::new(sender, self.on_exit),
-            shutdown: AtomicBool::new(false),
+            shutdown: Arc::new(AtomicBool::new(false)),
             threads: self.threads,
+            force_fallback,
+            overflow_enabled: self.overflow,
             next_shard: AtomicUsize::new(0),
             own_pid: sys::current_pid(),
         });
         tracing::debug!(
-            backend = sys::BACKEND,
+            backend = if force_fallback {
+                "fallback"
+            } else {
+                sys::BACKEND
+            },
             shards = self.shards,
             threads = self.threads,
+            fd_budget = inner.budget.limit(),
             "engine started"
         );
 
@@ -212,19 +325,34 @@ impl<T: Send + 'static> Builder<T> {
 }
 
 struct Inner<T> {
-    shards: Vec<Shard<T>>,
+    /// Shards in the process's own descriptor table.
+    shards: Vec<Shard<Payload<T>>>,
+    /// Shards with private descriptor tables, numbered after `shards`.
+    overflow: RwLock<Vec<Overflow>>,
+    /// Payloads of processes on overflow shards, by ticket.
+    parked: Mutex<HashMap<u64, Payload<T>>>,
+    next_ticket: AtomicU64,
+    /// Exits found by overflow shards, waiting to be delivered by shard 0.
+    handoff: Sender<(u64, RawExit)>,
+    handed: Receiver<(u64, RawExit)>,
+    /// Wakes shard 0 when `handed` has exits.
+    to_base: Arc<Bridge>,
+    /// Wakes every overflow shard when one of them has a command.
+    to_overflow: Arc<Bridge>,
+    budget: Arc<Budget>,
     delivery: Delivery<T>,
-    shutdown: AtomicBool,
+    shutdown: Arc<AtomicBool>,
     threads: bool,
+    force_fallback: bool,
+    overflow_enabled: bool,
     next_shard: AtomicUsize,
     own_pid: u32,
 }
 
 impl<T> Inner<T> {
     fn run_shard(&self, index: usize) {
-        let shard = &self.shards[index];
         while !self.shutdown.load(Ordering::Acquire) {
-            if let Err(error) = shard.turn(None, &self.delivery) {
+            if let Err(error) = self.turn(index, None) {
                 // epoll_wait(2) fails only for a bad descriptor or buffer, which
                 // would be a bug here; log it and slow down rather than spin.
                 tracing::error!(%error, shard = index, "waiting on the poller failed");
@@ -232,10 +360,67 @@ impl<T> Inner<T> {
             }
         }
     }
+
+    /// Runs one turn of base shard `index` and delivers what it found. Shard 0
+    /// also delivers the exits handed over by overflow shards.
+    fn turn(&self, index: usize, timeout: Option<Duration>) -> io::Result<usize> {
+        let mut found = Vec::new();
+        self.shards[index].turn(timeout, &mut found)?;
+        let mut delivered = found.len();
+        for (exit, payload) in found {
+            self.deliver(exit, payload);
+        }
+        if index == 0 {
+            for (ticket, exit) in self.handed.try_iter() {
+                let payload = self
+                    .parked
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(&ticket);
+                // No payload: the process was deregistered while its exit was
+                // on the way, so it must not be reported.
+                if let Some(payload) = payload {
+                    self.deliver(exit, payload);
+                    delivered += 1;
+                }
+            }
+        }
+        Ok(delivered)
+    }
+
+    fn deliver(&self, exit: RawExit, payload: Payload<T>) {
+        let Payload {
+            data,
+            child,
+            on_exit,
+        } = payload;
+        // The child is reaped; dropping the handle closes its pipes.
+        drop(child);
+        let event = ExitEvent {
+            key: exit.key,
+            pid: exit.pid,
+            status: exit.status,
+            usage: exit.usage,
+            registered_at: exit.registered_at,
+            detected_at: exit.detected_at,
+            was_child: exit.was_child,
+            data,
+        };
+        tracing::trace!(pid = event.pid, key = %event.key, status = %event.status, "exited");
+        self.delivery.deliver(event, on_exit);
+    }
 }
 
 fn stop<T>(inner: &Inner<T>, threads: &mut Vec<JoinHandle<()>>) {
     inner.shutdown.store(true, Ordering::Release);
+    for overflow in inner
+        .overflow
+        .write()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter_mut()
+    {
+        overflow.stop();
+    }
     for shard in &inner.shards {
         // A failed notify leaves that thread asleep until its next exit event;
         // join would then block, so only join threads we could wake.
@@ -283,6 +468,10 @@ impl<T: Send + 'static> Engine<T> {
             shards: 1,
             threads: false,
             on_exit: None,
+            raise_fd_limit: false,
+            fd_headroom: None,
+            force_fallback: false,
+            overflow: true,
         }
     }
 
@@ -336,19 +525,164 @@ impl<T: Send + 'static> Engine<T> {
                 format!("invalid PID {pid}: it is this process itself, which cannot wait for its own exit"),
             ));
         }
-        let shard = self.pick_shard();
-        self.inner.delivery.expect_one();
-        let result = self.inner.shards[shard].register(NewEntry {
-            pid,
-            child: registration.child,
-            keep: registration.keep,
+        let known_child = registration.child.is_some();
+        let keep = registration.keep;
+        let payload = Payload {
             data: registration.data,
+            child: registration.child,
             on_exit: registration.on_exit,
-        });
-        if result.is_err() {
-            self.inner.delivery.cancel_one();
+        };
+        self.inner.delivery.expect_one();
+        let result = self.route(pid, known_child, keep, payload);
+        match &result {
+            Ok(key) => tracing::trace!(pid, key = %key, "registered"),
+            Err(_) => self.inner.delivery.cancel_one(),
         }
         result
+    }
+
+    /// Places a process: a pidfd in a base shard while the budget lasts, then
+    /// an overflow shard, then the fallback lane.
+    fn route(
+        &self,
+        pid: u32,
+        known_child: bool,
+        keep: bool,
+        payload: Payload<T>,
+    ) -> io::Result<Key> {
+        let base = &self.inner.shards[self.pick_shard()];
+        if self.inner.force_fallback {
+            let prepared = rejected(shard::prepare(pid, known_child, keep, false))?;
+            return Ok(base.insert(pid, prepared, false, payload));
+        }
+        if self.inner.budget.try_acquire() {
+            match shard::prepare(pid, known_child, keep, true) {
+                Ok(mut prepared) => {
+                    if let Some(error) = prepared.fallback.take() {
+                        warn_fallback_once(&error);
+                    }
+                    return Ok(base.insert(pid, prepared, true, payload));
+                }
+                Err(PrepareError::Rejected(error)) => {
+                    self.inner.budget.release();
+                    return Err(error);
+                }
+                // The host opened more descriptors than the budget allowed for.
+                Err(PrepareError::TableFull) => self.inner.budget.release(),
+            }
+        }
+        let payload = match self.register_overflow(pid, known_child, keep, payload) {
+            Ok(key) => return Ok(key),
+            Err(Overflowed::Rejected(error)) => return Err(error),
+            Err(Overflowed::NoRoom(payload)) => payload,
+        };
+        // No table has room: the lane waits, and promotes the process to a
+        // pidfd when the budget frees up.
+        let mut prepared = rejected(shard::prepare(pid, known_child, keep, false))?;
+        prepared.transient = !shard::pidfd_unavailable();
+        warn_fallback_once(&io::Error::from_raw_os_error(sys::EMFILE));
+        Ok(base.insert(pid, prepared, false, payload))
+    }
+
+    /// Registers a process on an overflow shard with room, starting one if needed.
+    fn register_overflow(
+        &self,
+        pid: u32,
+        known_child: bool,
+        keep: bool,
+        payload: Payload<T>,
+    ) -> Result<Key, Overflowed<T>> {
+        if !self.inner.overflow_enabled {
+            return Err(Overflowed::NoRoom(payload));
+        }
+        let base_count = self.inner.shards.len();
+        let mut chosen = self.overflows().iter().position(Overflow::try_reserve);
+        if chosen.is_none() {
+            let mut overflows = self
+                .inner
+                .overflow
+                .write()
+                .unwrap_or_else(|e| e.into_inner());
+            // Another thread may have started one while this one waited.
+            chosen = overflows.iter().position(Overflow::try_reserve);
+            let capacity = self.inner.budget.overflow_capacity();
+            if chosen.is_none() && capacity > 0 && base_count + overflows.len() < MAX_SHARDS {
+                let index = base_count + overflows.len();
+                match Overflow::spawn(
+                    index,
+                    capacity,
+                    Arc::clone(&self.inner.to_overflow),
+                    self.inner.handoff.clone(),
+                    Arc::clone(&self.inner.to_base),
+                    Arc::clone(&self.inner.shutdown),
+                ) {
+                    Ok(overflow) => {
+                        tracing::debug!(shard = index, capacity, "started an overflow shard");
+                        if overflow.try_reserve() {
+                            chosen = Some(overflows.len());
+                        }
+                        overflows.push(overflow);
+                    }
+                    Err(error) => warn_fallback_once(&error),
+                }
+            }
+        }
+        let Some(position) = chosen else {
+            return Err(Overflowed::NoRoom(payload));
+        };
+
+        let ticket = self.inner.next_ticket.fetch_add(1, Ordering::Relaxed);
+        // Park the payload first: the exit may be handed over before the reply.
+        self.parked().insert(ticket, payload);
+        let reply = self.overflows()[position].call(|reply| Command::Register {
+            pid,
+            known_child,
+            keep,
+            ticket,
+            reply,
+        });
+        match reply {
+            Ok(Ok(registered)) => {
+                if let Some(error) = registered.fallback {
+                    warn_fallback_once(&error);
+                }
+                Ok(registered.key)
+            }
+            Ok(Err(PrepareError::Rejected(error))) => {
+                self.parked().remove(&ticket);
+                Err(Overflowed::Rejected(error))
+            }
+            Ok(Err(PrepareError::TableFull)) | Err(_) => match self.parked().remove(&ticket) {
+                Some(payload) => Err(Overflowed::NoRoom(payload)),
+                // The exit was handed over already, so the process is registered.
+                None => Err(Overflowed::Rejected(io::Error::other(
+                    "an overflow shard failed after registering the process",
+                ))),
+            },
+        }
+    }
+
+    fn parked(&self) -> MutexGuard<'_, HashMap<u64, Payload<T>>> {
+        self.inner.parked.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn overflows(&self) -> RwLockReadGuard<'_, Vec<Overflow>> {
+        self.inner
+            .overflow
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Returns the overflow shard of `key`, which is not a base shard key.
+    fn overflow_call<R>(&self, key: Key, make: impl FnOnce(Sender<R>) -> Command) -> io::Result<R> {
+        let overflows = self.overflows();
+        match overflows.get(key.shard() - self.inner.shards.len()) {
+            Some(overflow) => overflow.call(make),
+            None => Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("key {key} does not belong to this engine"),
+            )),
+        }
     }
 
     fn pick_shard(&self) -> usize {
@@ -366,10 +700,26 @@ impl<T: Send + 'static> Engine<T> {
     /// Returns `NotFound` if the key is not registered: its exit was already
     /// detected, or it was deregistered before.
     pub fn deregister(&self, key: Key) -> io::Result<Deregistered<T>> {
-        let shard = self.shard_of(key)?;
-        let removed = shard.deregister(key)?;
+        let (pid, payload) = if key.shard() < self.inner.shards.len() {
+            self.inner.shards[key.shard()].deregister(key)?
+        } else {
+            let (pid, ticket) =
+                self.overflow_call(key, |reply| Command::Deregister { key, reply })??;
+            let payload = self.parked().remove(&ticket).ok_or_else(|| {
+                io::Error::new(
+                    io::ErrorKind::NotFound,
+                    format!("key {key} is not registered: its process has exited"),
+                )
+            })?;
+            (pid, payload)
+        };
         self.inner.delivery.cancel_one();
-        Ok(removed)
+        tracing::trace!(pid, key = %key, "deregistered");
+        Ok(Deregistered {
+            pid,
+            data: payload.data,
+            child: payload.child,
+        })
     }
 
     /// Sends `signal` to a registered process.
@@ -384,16 +734,10 @@ impl<T: Send + 'static> Engine<T> {
     /// signal number; the OS error otherwise (`ESRCH` if the process exited
     /// and its exit is not yet detected, `EPERM` without permission).
     pub fn signal(&self, key: Key, signal: i32) -> io::Result<()> {
-        self.shard_of(key)?.signal(key, signal)
-    }
-
-    fn shard_of(&self, key: Key) -> io::Result<&Shard<T>> {
-        self.inner.shards.get(key.shard()).ok_or_else(|| {
-            io::Error::new(
-                io::ErrorKind::NotFound,
-                format!("key {key} does not belong to this engine"),
-            )
-        })
+        if key.shard() < self.inner.shards.len() {
+            return self.inner.shards[key.shard()].signal(key, signal);
+        }
+        self.overflow_call(key, |reply| Command::Signal { key, signal, reply })?
     }
 
     /// Runs one turn on the caller's thread: waits up to `timeout` (`None`:
@@ -411,7 +755,7 @@ impl<T: Send + 'static> Engine<T> {
                 "this engine is driven by its own threads; use wait() or the events() channel",
             ));
         }
-        self.inner.shards[0].turn(timeout, &self.inner.delivery)
+        self.inner.turn(0, timeout)
     }
 
     /// Returns a receiver of exit events. Every clone, and [`wait`](Self::wait),
@@ -485,12 +829,36 @@ impl<T: Send + 'static> Engine<T> {
         for shard in &self.inner.shards {
             shard.alive(&mut alive);
         }
+        for overflow in self.overflows().iter() {
+            if let Ok(list) = overflow.call(|reply| Command::Alive { reply }) {
+                alive.extend(list);
+            }
+        }
         alive
+            .into_iter()
+            .map(|(key, pid)| Alive { key, pid })
+            .collect()
     }
 
     /// Returns how many processes are registered and not yet reported.
     pub fn len(&self) -> usize {
-        self.inner.shards.iter().map(Shard::len).sum()
+        self.inner.shards.iter().map(Shard::len).sum::<usize>() + self.parked().len()
+    }
+
+    /// Returns where the registered processes are watched.
+    pub fn stats(&self) -> Stats {
+        let mut stats = Stats {
+            overflow: self.parked().len(),
+            overflow_shards: self.overflows().len(),
+            fd_budget: self.inner.budget.limit(),
+            ..Stats::default()
+        };
+        for shard in &self.inner.shards {
+            let (registered, lane) = shard.counts();
+            stats.watched += registered - lane;
+            stats.lane += lane;
+        }
+        stats
     }
 
     /// Returns `true` if no process is registered.
@@ -521,5 +889,22 @@ impl<T> std::os::fd::AsFd for Engine<T> {
 impl<T> Drop for Engine<T> {
     fn drop(&mut self) {
         stop(&self.inner, &mut self.threads);
+    }
+}
+
+/// Why a registration did not land on an overflow shard.
+enum Overflowed<T> {
+    /// No overflow shard could take it; the payload comes back for the lane.
+    NoRoom(Payload<T>),
+    /// The process was rejected (bad PID, not found).
+    Rejected(io::Error),
+}
+
+fn rejected(result: Result<Prepared, PrepareError>) -> io::Result<Prepared> {
+    match result {
+        Ok(prepared) => Ok(prepared),
+        Err(PrepareError::Rejected(error)) => Err(error),
+        // Only an attempted pidfd_open can hit a full table.
+        Err(PrepareError::TableFull) => Err(io::Error::from_raw_os_error(sys::EMFILE)),
     }
 }

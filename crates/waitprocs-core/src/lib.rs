@@ -69,17 +69,21 @@
 
 #![warn(missing_docs)]
 
+mod budget;
 mod delivery;
 mod dispatch;
 mod engine;
 mod event;
 mod fallback;
+mod overflow;
 mod shard;
 mod status;
 mod sys;
 
 pub use delivery::panic_message;
-pub use engine::{Builder, Engine, Registration, WaitFor, WaitOutcome, MAX_SHARDS};
+pub use engine::{
+    Builder, Deregistered, Engine, Registration, Stats, WaitFor, WaitOutcome, BACKEND_ENV,
+    MAX_SHARDS,
+};
 pub use event::{Alive, ExitEvent, Key};
-pub use shard::Deregistered;
 pub use status::{signal_name, ExitStatus, ResourceUsage};

@@ -1,65 +1,176 @@
 //! One shard: a poller, the table of its registered processes, and the turn
-//! that turns readiness into exit events.
+//! that turns readiness into exits.
+//!
+//! A shard knows nothing of callbacks or channels: `turn` returns the exits
+//! it found with their payloads, and the engine delivers them. That keeps the
+//! shard usable on a thread whose descriptor table is private (an overflow
+//! shard), where no caller code may run.
 
+use std::collections::HashSet;
 use std::io;
-use std::process::Child;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use slab::Slab;
 
-use crate::delivery::{Delivery, OnExit};
+use crate::budget::Budget;
 use crate::dispatch::{self, Decision, Origin, Trigger};
-use crate::event::{Alive, ExitEvent, Key};
+use crate::event::Key;
 use crate::fallback::{self, RetryQueue};
-use crate::status::ExitStatus;
-use crate::sys::{self, Liveness, OpenError, Ready, Reap, Watch};
+use crate::status::{ExitStatus, ResourceUsage};
+use crate::sys::{self, Bridge, Liveness, OpenError, Ready, Reap, Watch};
 
-/// A process on its way into a shard.
-pub(crate) struct NewEntry<T> {
+/// Poller key of a shard's bridge. `polling` reserves `usize::MAX`, and an
+/// entry key would need slot 2^32 - 2 to take this value.
+pub(crate) const BRIDGE_KEY: usize = usize::MAX - 1;
+
+/// How often the lane sweeps its children even when no child is a zombie,
+/// to notice children the kernel reaped by itself.
+const LANE_FULL_SWEEP: Duration = Duration::from_secs(1);
+
+/// An exit found by a turn, before the engine attaches the caller's data.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RawExit {
+    pub(crate) key: Key,
     pub(crate) pid: u32,
-    pub(crate) child: Option<Child>,
-    pub(crate) keep: bool,
-    pub(crate) data: T,
-    pub(crate) on_exit: Option<OnExit<T>>,
+    pub(crate) status: ExitStatus,
+    pub(crate) usage: Option<ResourceUsage>,
+    pub(crate) registered_at: Instant,
+    pub(crate) detected_at: Instant,
+    pub(crate) was_child: bool,
 }
 
-/// A process removed by `deregister` before it exited.
+/// A process ready to enter a shard: its watch (if any) and what it is.
 #[derive(Debug)]
-pub struct Deregistered<T> {
-    /// The process id.
-    pub pid: u32,
-    /// The caller's data given at registration.
-    pub data: T,
-    /// The child handle, when the process was registered with one. Waiting for
-    /// it is again the caller's job.
-    pub child: Option<Child>,
+pub(crate) struct Prepared {
+    pub(crate) watch: Option<Watch>,
+    pub(crate) origin: Origin,
+    /// Without a watch: whether a later pidfd_open may succeed.
+    pub(crate) transient: bool,
+    /// The error that sent the process to the lane, for the caller to log.
+    pub(crate) fallback: Option<io::Error>,
 }
 
-struct Entry<T> {
+/// Why `prepare` gave no process to insert.
+#[derive(Debug)]
+pub(crate) enum PrepareError {
+    /// The descriptor table of this thread is full (`EMFILE`).
+    TableFull,
+    /// The input is wrong or the process does not exist.
+    Rejected(io::Error),
+}
+
+/// Remembers, for the whole process, that pidfds cannot be had at all.
+static PIDFD_UNAVAILABLE: AtomicU8 = AtomicU8::new(0);
+
+/// Returns `true` once pidfd_open has failed in a way no retry can fix.
+pub(crate) fn pidfd_unavailable() -> bool {
+    PIDFD_UNAVAILABLE.load(Ordering::Relaxed) != 0
+}
+
+/// Opens a watch for `pid` and finds out whether it is our child.
+///
+/// `watch: false` skips pidfd_open (forced fallback, or no descriptor left).
+pub(crate) fn prepare(
+    pid: u32,
+    known_child: bool,
+    keep: bool,
+    watch: bool,
+) -> Result<Prepared, PrepareError> {
+    let mut transient = true;
+    let mut fallback = None;
+    let opened = if !watch || pidfd_unavailable() {
+        transient = false;
+        None
+    } else {
+        match sys::open_watch(pid) {
+            Ok(opened) => Some(opened),
+            // Our own child cannot vanish without being reaped, so someone
+            // else (or the kernel) reaped it: the lane reports it as gone.
+            Err(OpenError::NotFound) if known_child => None,
+            Err(OpenError::NotFound) => {
+                return Err(PrepareError::Rejected(io::Error::new(
+                    io::ErrorKind::NotFound,
+                    format!(
+                        "no process with PID {pid}: it never existed or has already exited and been reaped"
+                    ),
+                )));
+            }
+            Err(OpenError::Thread) => {
+                let process = sys::thread_group(pid)
+                    .map(|tgid| format!("process {tgid}"))
+                    .unwrap_or_else(|| "another process".to_owned());
+                return Err(PrepareError::Rejected(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!(
+                        "PID {pid} is a thread of {process}, not a process; register the process instead"
+                    ),
+                )));
+            }
+            Err(OpenError::Exiting) => None,
+            Err(OpenError::TableFull) => return Err(PrepareError::TableFull),
+            // A permanent error (no pidfd_open before Linux 5.3, or a seccomp
+            // profile that forbids it) is remembered, so later registrations
+            // skip the call.
+            Err(OpenError::Unavailable { error, permanent }) => {
+                if permanent {
+                    PIDFD_UNAVAILABLE.store(1, Ordering::Relaxed);
+                }
+                transient = !permanent;
+                fallback = Some(error);
+                None
+            }
+        }
+    };
+    let origin = if known_child || sys::is_child(opened.as_ref(), pid) {
+        Origin::Child { keep }
+    } else {
+        Origin::Other
+    };
+    Ok(Prepared {
+        watch: opened,
+        origin,
+        transient,
+        fallback,
+    })
+}
+
+struct Entry<P> {
     pid: u32,
     generation: u32,
     /// `None` puts the process in the fallback lane.
     watch: Option<Watch>,
+    /// Whether the watch holds a descriptor taken from the shard's budget.
+    charged: bool,
+    /// In the lane: whether pidfd_open may succeed later (promotion).
+    transient: bool,
     origin: Origin,
-    /// Kept so that the child's pipes stay open until it exits.
-    child: Option<Child>,
-    data: T,
-    on_exit: Option<OnExit<T>>,
     registered_at: Instant,
     backoff: Duration,
+    payload: P,
 }
 
-struct Table<T> {
-    entries: Slab<Entry<T>>,
+struct Table<P> {
+    entries: Slab<Entry<P>>,
     generation: u32,
+    /// Entries whose watch fired before they were reapable.
     retries: RetryQueue,
+    /// Slots of the entries without a watch.
+    lane: HashSet<usize>,
+    lane_due: Option<Instant>,
+    lane_interval: Duration,
+    lane_full_sweep: Instant,
 }
 
-pub(crate) struct Shard<T> {
+pub(crate) struct Shard<P> {
     index: usize,
     poller: sys::Poller,
-    table: Mutex<Table<T>>,
+    table: Mutex<Table<P>>,
+    budget: Arc<Budget>,
+    bridge: Option<Arc<Bridge>>,
+    /// Whether `bridge` is shared by several shards (edge-triggered, never drained).
+    bridge_shared: bool,
     /// Scratch space of `turn`, which one thread at a time runs.
     scratch: Mutex<Scratch>,
 }
@@ -68,9 +179,10 @@ pub(crate) struct Shard<T> {
 struct Scratch {
     ready: Vec<Ready>,
     due: Vec<(usize, u32)>,
+    lane: Vec<usize>,
 }
 
-impl<T> std::fmt::Debug for Shard<T> {
+impl<P> std::fmt::Debug for Shard<P> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Shard")
             .field("index", &self.index)
@@ -87,21 +199,39 @@ fn poll_key(key: Key) -> usize {
 }
 
 fn lock<U>(mutex: &Mutex<U>) -> MutexGuard<'_, U> {
-    // A panic while the lock was held cannot leave the table half-updated in a
-    // way that matters more than losing the engine, so poisoning is ignored.
+    // Only this module locks these mutexes, and no code that can panic runs
+    // while they are held, so a poisoned lock still guards consistent data.
     mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-impl<T> Shard<T> {
-    pub(crate) fn new(index: usize) -> io::Result<Self> {
+impl<P> Shard<P> {
+    /// Creates a shard whose watches draw from `budget`. `bridge`, if given, is
+    /// watched too and wakes `turn`; `shared` says that other shards watch it.
+    pub(crate) fn new(
+        index: usize,
+        budget: Arc<Budget>,
+        bridge: Option<Arc<Bridge>>,
+        shared: bool,
+    ) -> io::Result<Self> {
+        let poller = sys::Poller::new()?;
+        if let Some(bridge) = &bridge {
+            poller.add_bridge(bridge, BRIDGE_KEY, shared)?;
+        }
         Ok(Self {
             index,
-            poller: sys::Poller::new()?,
+            poller,
             table: Mutex::new(Table {
                 entries: Slab::new(),
                 generation: 0,
                 retries: RetryQueue::default(),
+                lane: HashSet::new(),
+                lane_due: None,
+                lane_interval: fallback::FIRST_BACKOFF,
+                lane_full_sweep: Instant::now(),
             }),
+            budget,
+            bridge,
+            bridge_shared: shared,
             scratch: Mutex::new(Scratch::default()),
         })
     }
@@ -110,118 +240,86 @@ impl<T> Shard<T> {
         &self.poller
     }
 
+    pub(crate) fn budget(&self) -> &Arc<Budget> {
+        &self.budget
+    }
+
     pub(crate) fn len(&self) -> usize {
         lock(&self.table).entries.len()
     }
 
-    /// Adds a process to this shard and arms its watch.
-    pub(crate) fn register(&self, new: NewEntry<T>) -> io::Result<Key> {
-        let NewEntry {
-            pid,
-            child,
-            keep,
-            data,
-            on_exit,
-        } = new;
-        let known_child = child.is_some();
+    /// Returns how many processes are registered and how many of them wait in
+    /// the fallback lane.
+    pub(crate) fn counts(&self) -> (usize, usize) {
+        let table = lock(&self.table);
+        (table.entries.len(), table.lane.len())
+    }
 
-        let watch = match sys::open_watch(pid) {
-            Ok(watch) => Some(watch),
-            // Our own child cannot vanish without being reaped, so someone
-            // else reaped it (or the kernel did): report it as gone.
-            Err(OpenError::NotFound) if known_child => None,
-            Err(OpenError::NotFound) => {
-                return Err(io::Error::new(
-                    io::ErrorKind::NotFound,
-                    format!("no process with PID {pid}: it never existed or has already exited and been reaped"),
-                ));
-            }
-            Err(OpenError::Thread) => {
-                let process = sys::thread_group(pid)
-                    .map(|tgid| format!("process {tgid}"))
-                    .unwrap_or_else(|| "another process".to_owned());
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidInput,
-                    format!("PID {pid} is a thread of {process}, not a process; register the process instead"),
-                ));
-            }
-            Err(OpenError::Exiting) => None,
-            Err(OpenError::Unavailable(error)) => {
-                crate::delivery::warn_fallback_once(&error);
-                None
-            }
-        };
-
-        let origin = if known_child || sys::is_child(watch.as_ref(), pid) {
-            Origin::Child { keep }
-        } else {
-            Origin::Other
-        };
-
+    /// Adds a prepared process and arms its watch. `charged` says whether the
+    /// caller took a descriptor from this shard's budget for it.
+    pub(crate) fn insert(&self, pid: u32, prepared: Prepared, charged: bool, payload: P) -> Key {
+        let Prepared {
+            watch,
+            origin,
+            transient,
+            ..
+        } = prepared;
+        if charged && watch.is_none() {
+            self.budget.release();
+        }
         let mut table = lock(&self.table);
         table.generation = table.generation.wrapping_add(1) & ((1 << 24) - 1);
         let generation = table.generation;
-        let entry = table.entries.vacant_entry();
-        let key = Key::new(self.index, entry.key(), generation);
-        let in_lane = watch.is_none();
-        entry.insert(Entry {
+        let slot = table.entries.vacant_key();
+        let key = Key::new(self.index, slot, generation);
+        let mut entry = Entry {
             pid,
             generation,
+            charged: charged && watch.is_some(),
             watch,
+            transient,
             origin,
-            child,
-            data,
-            on_exit,
             registered_at: Instant::now(),
             backoff: Duration::ZERO,
-        });
-
-        let mut schedule_now = in_lane;
-        if let Some(watch) = table.entries[key.slot()].watch.as_ref() {
-            if let Err(error) = self.poller.add(watch, pid, poll_key(key)) {
-                // The poller is full (ENOSPC from epoll's max_user_watches) or
-                // out of memory: drop the watch and let the lane wait instead.
-                crate::delivery::warn_fallback_once(&error);
-                table.entries[key.slot()].watch = None;
-                schedule_now = true;
+            payload,
+        };
+        if let Some(watch) = &entry.watch {
+            if self.poller.add(watch, pid, poll_key(key)).is_err() {
+                // The poller cannot take more (ENOSPC from epoll's
+                // max_user_watches, or ENOMEM): the lane waits instead.
+                entry.watch = None;
+                if entry.charged {
+                    self.budget.release();
+                    entry.charged = false;
+                }
             }
         }
-        if schedule_now {
-            table.retries.push(Instant::now(), key.slot(), generation);
+        let in_lane = entry.watch.is_none();
+        table.entries.insert(entry);
+        if in_lane {
+            table.lane.insert(slot);
+            table.lane_interval = fallback::FIRST_BACKOFF;
+            table.lane_due = Some(Instant::now());
             drop(table);
-            // Wake a turn that sleeps without a timeout, so it sees the new deadline.
-            self.poller.notify()?;
+            // A turn sleeping without a timeout must see the lane's deadline.
+            // A failed notify only delays the first look by one turn.
+            let _ = self.poller.notify();
         }
-        tracing::trace!(pid, key = %key, shard = self.index, lane = in_lane, child = matches!(origin, Origin::Child { .. }), "registered");
-        Ok(key)
+        key
     }
 
     /// Removes a process before its exit was reported.
-    pub(crate) fn deregister(&self, key: Key) -> io::Result<Deregistered<T>> {
+    pub(crate) fn deregister(&self, key: Key) -> io::Result<(u32, P)> {
         let mut table = lock(&self.table);
         match table.entries.get(key.slot()) {
             Some(entry) if entry.generation == key.generation() => {}
-            _ => {
-                return Err(io::Error::new(
-                    io::ErrorKind::NotFound,
-                    format!(
-                        "key {key} is not registered: its process has exited or was deregistered"
-                    ),
-                ))
-            }
+            _ => return Err(not_registered(key)),
         }
         let entry = table.entries.remove(key.slot());
+        table.lane.remove(&key.slot());
         drop(table);
-        if let Some(watch) = &entry.watch {
-            // NotFound means the one-shot watch had fired already: nothing to undo.
-            let _ = self.poller.delete(watch, entry.pid);
-        }
-        tracing::trace!(pid = entry.pid, key = %key, "deregistered");
-        Ok(Deregistered {
-            pid: entry.pid,
-            data: entry.data,
-            child: entry.child,
-        })
+        self.release(&entry);
+        Ok((entry.pid, entry.payload))
     }
 
     /// Sends a signal to a registered process through its watch.
@@ -231,91 +329,179 @@ impl<T> Shard<T> {
             Some(entry) if entry.generation == key.generation() => {
                 sys::send_signal(entry.watch.as_ref(), entry.pid, signal)
             }
-            _ => Err(io::Error::new(
-                io::ErrorKind::NotFound,
-                format!("key {key} is not registered: its process has exited or was deregistered"),
-            )),
+            _ => Err(not_registered(key)),
         }
     }
 
-    pub(crate) fn alive(&self, out: &mut Vec<Alive>) {
+    /// Appends the key and PID of every registered process.
+    pub(crate) fn alive(&self, out: &mut Vec<(Key, u32)>) {
         let table = lock(&self.table);
-        out.extend(table.entries.iter().map(|(slot, entry)| Alive {
-            key: Key::new(self.index, slot, entry.generation),
-            pid: entry.pid,
-        }));
+        out.extend(
+            table
+                .entries
+                .iter()
+                .map(|(slot, entry)| (Key::new(self.index, slot, entry.generation), entry.pid)),
+        );
     }
 
-    /// Waits up to `timeout` for exits and delivers each one. Returns how many
-    /// exits were delivered.
+    fn release(&self, entry: &Entry<P>) {
+        if let Some(watch) = &entry.watch {
+            // NotFound means the one-shot interest had fired: nothing to undo.
+            let _ = self.poller.delete(watch, entry.pid);
+        }
+        if entry.charged {
+            self.budget.release();
+        }
+    }
+
+    /// Waits up to `timeout` for exits and appends each one, with its payload,
+    /// to `out`. Returns `true` if the shard's bridge was signalled.
     pub(crate) fn turn(
         &self,
         timeout: Option<Duration>,
-        delivery: &Delivery<T>,
-    ) -> io::Result<usize> {
+        out: &mut Vec<(RawExit, P)>,
+    ) -> io::Result<bool> {
         let mut scratch = lock(&self.scratch);
-        let Scratch { ready, due } = &mut *scratch;
+        let Scratch { ready, due, lane } = &mut *scratch;
         ready.clear();
         due.clear();
+        lane.clear();
 
-        let next_retry = lock(&self.table).retries.next_due();
-        let timeout = match next_retry {
+        let next = {
+            let table = lock(&self.table);
+            match (table.retries.next_due(), table.lane_due) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            }
+        };
+        let timeout = match next {
             Some(at) => {
-                let until_retry = at.saturating_duration_since(Instant::now());
-                Some(timeout.map_or(until_retry, |t| t.min(until_retry)))
+                let until = at.saturating_duration_since(Instant::now());
+                Some(timeout.map_or(until, |t| t.min(until)))
             }
             None => timeout,
         };
         self.poller.wait(ready, timeout)?;
 
         let now = Instant::now();
-        let mut exits = Vec::new();
-        {
-            let mut table = lock(&self.table);
-            for ready in ready.iter() {
-                let key = Key(ready.key as u64);
-                let slot = key.slot();
-                let current = table.entries.get(slot).map(|entry| entry.generation);
-                if current.is_none() || (usize::BITS >= 64 && current != Some(key.generation())) {
-                    continue;
-                }
-                if let Some(exit) = self.examine(&mut table, slot, Trigger::Exited, now) {
-                    exits.push(exit);
-                }
+        let mut bridged = false;
+        let mut table = lock(&self.table);
+        for ready in ready.iter() {
+            if ready.key == BRIDGE_KEY {
+                bridged = true;
+                continue;
             }
-            table.retries.pop_due(now, due);
-            for &(slot, generation) in due.iter() {
-                let trigger = match table.entries.get(slot) {
-                    Some(entry) if entry.generation == generation => {
-                        if entry.watch.is_some() {
-                            Trigger::Exited
-                        } else {
-                            Trigger::Timer
-                        }
-                    }
-                    _ => continue,
-                };
-                if let Some(exit) = self.examine(&mut table, slot, trigger, now) {
-                    exits.push(exit);
-                }
+            let key = Key(ready.key as u64);
+            let slot = key.slot();
+            let current = table.entries.get(slot).map(|entry| entry.generation);
+            if current.is_none() || (usize::BITS >= 64 && current != Some(key.generation())) {
+                continue;
             }
+            self.examine(&mut table, slot, Trigger::Exited, now, out);
         }
 
-        let delivered = exits.len();
-        for (event, on_exit) in exits {
-            delivery.deliver(event, on_exit);
+        table.retries.pop_due(now, due);
+        for &(slot, generation) in due.iter() {
+            match table.entries.get(slot) {
+                Some(entry) if entry.generation == generation && entry.watch.is_some() => {}
+                _ => continue,
+            }
+            self.examine(&mut table, slot, Trigger::Exited, now, out);
         }
-        Ok(delivered)
+
+        if table.lane_due.is_some_and(|at| at <= now) {
+            lane.extend(table.lane.iter().copied());
+            self.sweep_lane(&mut table, lane, now, out);
+        }
+        drop(table);
+
+        if bridged && !self.bridge_shared {
+            if let Some(bridge) = &self.bridge {
+                bridge.drain();
+                self.poller.rearm_bridge(bridge, BRIDGE_KEY)?;
+            }
+        }
+        Ok(bridged)
+    }
+
+    /// Looks at every process in the fallback lane once.
+    ///
+    /// Children are only waited on when some child is a zombie (one
+    /// waitid(2) with `P_ALL | WNOWAIT`, which reaps nothing) or once per
+    /// `LANE_FULL_SWEEP`, so an idle lane of children costs one system call
+    /// per tick rather than one per process.
+    fn sweep_lane(
+        &self,
+        table: &mut Table<P>,
+        slots: &[usize],
+        now: Instant,
+        out: &mut Vec<(RawExit, P)>,
+    ) {
+        let full = now.duration_since(table.lane_full_sweep) >= LANE_FULL_SWEEP;
+        let any_child_exited = full || sys::peek_exited_child().is_some();
+        if full {
+            table.lane_full_sweep = now;
+        }
+        let before = out.len();
+        for &slot in slots {
+            if self.promote(table, slot) {
+                continue;
+            }
+            let Some(entry) = table.entries.get(slot) else {
+                continue;
+            };
+            if matches!(entry.origin, Origin::Child { .. }) && !any_child_exited {
+                continue;
+            }
+            self.examine(table, slot, Trigger::Timer, now, out);
+        }
+        // Adaptive back-off: look again soon after an exit, less often while
+        // nothing happens.
+        table.lane_interval = if out.len() > before {
+            fallback::FIRST_BACKOFF
+        } else {
+            fallback::next_backoff(table.lane_interval)
+        };
+        table.lane_due = (!table.lane.is_empty()).then(|| now + table.lane_interval);
+    }
+
+    /// Moves a lane entry to a pidfd when a descriptor has become available.
+    /// Returns `true` if it did; the poller then reports the exit, even one
+    /// that happened before.
+    fn promote(&self, table: &mut Table<P>, slot: usize) -> bool {
+        let Some(entry) = table.entries.get_mut(slot) else {
+            return false;
+        };
+        if !entry.transient
+            || PIDFD_UNAVAILABLE.load(Ordering::Relaxed) != 0
+            || !self.budget.try_acquire()
+        {
+            return false;
+        }
+        let Ok(watch) = sys::open_watch(entry.pid) else {
+            self.budget.release();
+            return false;
+        };
+        let key = Key::new(self.index, slot, entry.generation);
+        if self.poller.add(&watch, entry.pid, poll_key(key)).is_err() {
+            self.budget.release();
+            return false;
+        }
+        entry.watch = Some(watch);
+        entry.charged = true;
+        table.lane.remove(&slot);
+        true
     }
 
     /// Runs the dispatch decision for one entry, with the table locked.
     fn examine(
         &self,
-        table: &mut Table<T>,
+        table: &mut Table<P>,
         slot: usize,
         trigger: Trigger,
         now: Instant,
-    ) -> Option<(ExitEvent<T>, Option<OnExit<T>>)> {
+        out: &mut Vec<(RawExit, P)>,
+    ) {
         let entry = &mut table.entries[slot];
         let mut probe = SysProbe {
             watch: entry.watch.as_ref(),
@@ -323,35 +509,38 @@ impl<T> Shard<T> {
         };
         match dispatch::decide(entry.origin, trigger, &mut probe) {
             Decision::Retry => {
-                entry.backoff = fallback::next_backoff(entry.backoff);
-                let (due, generation) = (now + entry.backoff, entry.generation);
-                table.retries.push(due, slot, generation);
-                None
+                // Lane entries are looked at by the lane sweep; watched ones
+                // that fired early get a timer of their own.
+                if entry.watch.is_some() {
+                    entry.backoff = fallback::next_backoff(entry.backoff);
+                    let (due, generation) = (now + entry.backoff, entry.generation);
+                    table.retries.push(due, slot, generation);
+                }
             }
             Decision::Report(status, usage) => {
                 let entry = table.entries.remove(slot);
-                if let Some(watch) = &entry.watch {
-                    // The one-shot interest has fired, so NotFound is not expected
-                    // and nothing else can be undone here.
-                    let _ = self.poller.delete(watch, entry.pid);
-                }
-                let key = Key::new(self.index, slot, entry.generation);
-                tracing::trace!(pid = entry.pid, key = %key, %status, "exited");
-                let event = ExitEvent {
-                    key,
+                table.lane.remove(&slot);
+                self.release(&entry);
+                let exit = RawExit {
+                    key: Key::new(self.index, slot, entry.generation),
                     pid: entry.pid,
                     status,
                     usage,
                     registered_at: entry.registered_at,
                     detected_at: now,
                     was_child: matches!(entry.origin, Origin::Child { .. }),
-                    data: entry.data,
                 };
-                drop(entry.child);
-                Some((event, entry.on_exit))
+                out.push((exit, entry.payload));
             }
         }
     }
+}
+
+fn not_registered(key: Key) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::NotFound,
+        format!("key {key} is not registered: its process has exited or was deregistered"),
+    )
 }
 
 /// The real system behind the dispatch decision.

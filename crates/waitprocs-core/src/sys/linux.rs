@@ -45,7 +45,14 @@ pub(crate) fn open_watch(pid: u32) -> Result<Watch, OpenError> {
             Some(tgid) if tgid != pid => Err(OpenError::Thread),
             _ => Err(OpenError::Exiting),
         },
-        Err(errno) => Err(OpenError::Unavailable(errno.into())),
+        Err(rustix::io::Errno::MFILE) => Err(OpenError::TableFull),
+        Err(errno) => Err(OpenError::Unavailable {
+            permanent: matches!(
+                errno,
+                rustix::io::Errno::NOSYS | rustix::io::Errno::PERM | rustix::io::Errno::ACCESS
+            ),
+            error: errno.into(),
+        }),
     }
 }
 
@@ -302,3 +309,152 @@ fn to_pid(pid: u32) -> Option<Pid> {
 
 /// Name of this backend, for logs.
 pub(crate) const BACKEND: &str = "pidfd+epoll";
+
+/// Whether each `Watch` holds a descriptor (and so counts against RLIMIT_NOFILE).
+pub(crate) const WATCH_USES_DESCRIPTOR: bool = true;
+
+/// Returns the soft and hard RLIMIT_NOFILE (getrlimit(2)); `None` means unlimited.
+pub(crate) fn descriptor_limit() -> (Option<u64>, Option<u64>) {
+    let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile);
+    (limit.current, limit.maximum)
+}
+
+/// Raises the soft RLIMIT_NOFILE to the hard limit (setrlimit(2)) and returns
+/// the new soft limit. The change is process-wide and inherited by children.
+pub(crate) fn raise_descriptor_limit() -> io::Result<Option<u64>> {
+    let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile);
+    if limit.current == limit.maximum {
+        return Ok(limit.current);
+    }
+    rustix::process::setrlimit(
+        rustix::process::Resource::Nofile,
+        rustix::process::Rlimit {
+            current: limit.maximum,
+            maximum: limit.maximum,
+        },
+    )?;
+    Ok(limit.maximum)
+}
+
+/// Counts the descriptors open in this process's table (`/proc/self/fd`).
+pub(crate) fn open_descriptors() -> Option<usize> {
+    // The directory handle itself is one of the entries.
+    fs::read_dir("/proc/self/fd")
+        .ok()
+        .map(|dir| dir.count().saturating_sub(1))
+}
+
+/// Returns the PID of one child that has exited and is not yet reaped, without
+/// reaping it (waitid(2) with `P_ALL | WNOWAIT`). `None` when no child is a
+/// zombie. This only peeks: the status stays with whoever owns the child.
+pub(crate) fn peek_exited_child() -> Option<u32> {
+    let mut info = MaybeUninit::<libc::siginfo_t>::zeroed();
+    // SAFETY: `info` is a writable siginfo_t that outlives the call; the
+    // rusage pointer is null, which waitid accepts.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_waitid,
+            libc::P_ALL,
+            0,
+            info.as_mut_ptr(),
+            libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
+            std::ptr::null_mut::<libc::rusage>(),
+        )
+    };
+    if ret != 0 {
+        return None;
+    }
+    // SAFETY: zero-initialised, then filled by the kernel; si_pid is the field
+    // waitid sets (0 when no child changed state).
+    let pid = unsafe { info.assume_init().si_pid() };
+    (pid > 0).then_some(pid as u32)
+}
+
+/// An eventfd used to wake a thread whose descriptor table is private.
+#[derive(Debug)]
+pub(crate) struct Bridge(OwnedFd);
+
+impl Bridge {
+    pub(crate) fn new() -> io::Result<Self> {
+        use rustix::event::{eventfd, EventfdFlags};
+        Ok(Self(eventfd(
+            0,
+            EventfdFlags::NONBLOCK | EventfdFlags::CLOEXEC,
+        )?))
+    }
+
+    /// Wakes the poller that watches this bridge.
+    pub(crate) fn wake(&self) -> io::Result<()> {
+        match rustix::io::write(&self.0, &1u64.to_ne_bytes()) {
+            // EAGAIN: the counter is full, so a wake-up is already pending.
+            Ok(_) | Err(rustix::io::Errno::AGAIN) => Ok(()),
+            Err(errno) => Err(errno.into()),
+        }
+    }
+
+    /// Resets the counter after a wake-up was seen.
+    pub(crate) fn drain(&self) {
+        let mut buf = [0u8; 8];
+        // EAGAIN means another drain already reset it; nothing else can fail
+        // on an eventfd we own with an 8-byte buffer.
+        let _ = rustix::io::read(&self.0, &mut buf);
+    }
+}
+
+impl Poller {
+    /// Watches `bridge` under `key`. A one-shot interest is renewed with
+    /// `rearm_bridge` after each wake-up. A shared bridge uses an edge-triggered
+    /// interest instead and is never drained, so one write wakes every poller
+    /// that watches it.
+    pub(crate) fn add_bridge(&self, bridge: &Bridge, key: usize, shared: bool) -> io::Result<()> {
+        let mode = if shared {
+            polling::PollMode::Edge
+        } else {
+            polling::PollMode::Oneshot
+        };
+        // SAFETY: a bridge is only added to pollers that it outlives: the engine
+        // drops every shard (and its poller) before the bridges it holds.
+        unsafe {
+            self.inner
+                .add_with_mode(&bridge.0, polling::Event::readable(key), mode)
+        }
+    }
+
+    pub(crate) fn rearm_bridge(&self, bridge: &Bridge, key: usize) -> io::Result<()> {
+        self.inner.modify(&bridge.0, polling::Event::readable(key))
+    }
+}
+
+/// Gives the calling thread a descriptor table of its own, holding only
+/// stdin, stdout, stderr and the descriptors in `keep` (unshare(2) with
+/// `CLONE_FILES`, then close_range(2)). RLIMIT_NOFILE then applies to this
+/// table separately, which is how overflow shards hold more pidfds than the
+/// process's own table has room for.
+pub(crate) fn private_descriptor_table(keep: &[&Bridge]) -> io::Result<()> {
+    // SAFETY: the caller is a dedicated engine thread that, from here on, only
+    // uses descriptors it opens itself and the bridges in `keep`, which stay
+    // valid at the same numbers in the copied table. It runs no caller code
+    // and no logging, so no other descriptor number is ever used on it.
+    unsafe { rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::FILES)? };
+
+    // Close everything but 0..=2 and the kept bridges, as ranges between them.
+    let mut kept: Vec<u32> = keep.iter().map(|b| b.0.as_raw_fd() as u32).collect();
+    kept.sort_unstable();
+    let mut first = 3u32;
+    for fd in kept.into_iter().chain(std::iter::once(u32::MAX)) {
+        if fd > first {
+            let last = if fd == u32::MAX { u32::MAX } else { fd - 1 };
+            // SAFETY: close_range only closes descriptors of this thread's new,
+            // private table; no Rust object on this thread owns any of them.
+            let ret = unsafe { libc::syscall(libc::SYS_close_range, first, last, 0u32) };
+            if ret != 0 {
+                return Err(io::Error::last_os_error());
+            }
+        }
+        first = fd.saturating_add(1);
+    }
+    Ok(())
+}
+
+/// The errno for a full descriptor table.
+pub(crate) const EMFILE: i32 = libc::EMFILE;

@@ -63,9 +63,17 @@ pub(crate) enum OpenError {
     Thread,
     /// The process is exiting or already exited (Linux's `EINVAL` race).
     Exiting,
-    /// This process cannot get a watch now; the errno says why. The fallback
-    /// lane waits for the process instead.
-    Unavailable(io::Error),
+    /// This thread's descriptor table is full (`EMFILE`): another table may
+    /// still have room.
+    TableFull,
+    /// No watch can be had; the fallback lane waits for the process instead.
+    Unavailable {
+        /// The error, for the caller to log.
+        error: io::Error,
+        /// `true` if no later attempt in this process can succeed either
+        /// (`ENOSYS`, or `EPERM`/`EACCES` from a seccomp filter).
+        permanent: bool,
+    },
 }
 
 /// Result of a non-blocking `reap`.
@@ -96,7 +104,38 @@ mod linux;
 #[cfg(any(target_os = "linux", target_os = "android"))]
 pub(crate) use linux::*;
 
-#[cfg(not(any(target_os = "linux", target_os = "android")))]
+#[cfg(any(
+    target_os = "macos",
+    target_os = "freebsd",
+    target_os = "netbsd",
+    target_os = "openbsd",
+    target_os = "dragonfly"
+))]
+mod kqueue;
+#[cfg(any(
+    target_os = "macos",
+    target_os = "freebsd",
+    target_os = "netbsd",
+    target_os = "openbsd",
+    target_os = "dragonfly"
+))]
+pub(crate) use kqueue::*;
+
+#[cfg(windows)]
+mod windows;
+#[cfg(windows)]
+pub(crate) use windows::*;
+
+#[cfg(not(any(
+    target_os = "linux",
+    target_os = "android",
+    target_os = "macos",
+    target_os = "freebsd",
+    target_os = "netbsd",
+    target_os = "openbsd",
+    target_os = "dragonfly",
+    windows
+)))]
 compile_error!(
-    "waitprocs-core supports Linux; the kqueue and Windows backends are not written yet"
+    "waitprocs-core has no backend for this target: it supports Linux, macOS, FreeBSD, NetBSD, OpenBSD, DragonFly BSD and Windows"
 );

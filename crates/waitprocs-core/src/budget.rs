@@ -71,8 +71,8 @@ impl Budget {
         self.limit
     }
 
-    /// How many pidfds one overflow table can hold; 0 if the soft limit is too
-    /// small for overflow tables to help.
+    /// Returns how many pidfds one overflow table can take, or 0 if the soft
+    /// limit is too small for overflow tables to help.
     pub(crate) fn overflow_capacity(&self) -> usize {
         if !sys::WATCH_USES_DESCRIPTOR {
             return 0;

@@ -1,15 +1,15 @@
-//! The decision made for a process the poller or the fallback lane flagged.
+//! The decision for a process that the poller or the fallback lane flagged.
 //!
-//! This is a pure state machine over three questions the system answers
-//! (`reap`, `exit_info`, `probe`), so it can be tested with small mocks; the
-//! shard feeds it the real backend.
+//! It is a pure state machine over three queries to the system (`reap`,
+//! `exit_info`, `probe`), so small mocks can test it. The shard feeds it the
+//! real backend.
 
 use std::io;
 
 use crate::status::{ExitStatus, ResourceUsage};
 use crate::sys::{Liveness, Reap};
 
-/// How a registered process relates to the caller, fixed at registration.
+/// The relation of a registered process to the caller, fixed at registration.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Origin {
     /// A child of the caller: the engine reaps it (or, with `keep`, only reads
@@ -19,7 +19,7 @@ pub(crate) enum Origin {
     Other,
 }
 
-/// Why the process is being looked at.
+/// The reason the process is being looked at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Trigger {
     /// The kernel reported the process exited (a readable pidfd or `NOTE_EXIT`).
@@ -28,13 +28,13 @@ pub(crate) enum Trigger {
     Timer,
 }
 
-/// The questions `decide` asks about one process.
+/// The queries `decide` makes about one process.
 pub(crate) trait Probe {
     /// Reaps the child without blocking (`keep`: read the status only).
     fn reap(&mut self, keep: bool) -> io::Result<Reap>;
-    /// The status the kernel kept for a process reaped by someone else.
+    /// Returns the status the kernel kept for a process reaped by someone else.
     fn exit_info(&mut self) -> Option<ExitStatus>;
-    /// The state of a process we cannot wait on.
+    /// Returns the state of a process we cannot wait on.
     fn liveness(&mut self) -> Liveness;
 }
 

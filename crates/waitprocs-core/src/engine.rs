@@ -35,7 +35,7 @@ pub struct Deregistered<T> {
     pub child: Option<Child>,
 }
 
-/// What the engine keeps for a process besides its watch.
+/// The caller's part of a registration, kept apart from the watch.
 struct Payload<T> {
     data: T,
     /// Kept so that the child's pipes stay open until it exits.
@@ -57,7 +57,7 @@ pub enum WaitFor {
     Count(usize),
 }
 
-/// What [`Engine::wait`] returns.
+/// The result of [`Engine::wait`].
 #[derive(Debug)]
 pub struct WaitOutcome<T> {
     /// Exits taken from the engine during this wait, in the order they were detected
@@ -67,7 +67,7 @@ pub struct WaitOutcome<T> {
     pub alive: Vec<Alive>,
 }
 
-/// Where the registered processes of an engine are watched, from
+/// Counts of registered processes by the place that watches them, from
 /// [`Engine::stats`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
@@ -730,9 +730,10 @@ impl<T: Send + 'static> Engine<T> {
     ///
     /// # Errors
     ///
-    /// `NotFound` if the key is not registered; `InvalidInput` for an invalid
-    /// signal number; the OS error otherwise (`ESRCH` if the process exited
-    /// and its exit is not yet detected, `EPERM` without permission).
+    /// - `NotFound`: the key is not registered.
+    /// - `InvalidInput`: the signal number is invalid.
+    /// - The OS error otherwise: `ESRCH` if the process exited and its exit is
+    ///   not detected yet, `EPERM` without permission.
     pub fn signal(&self, key: Key, signal: i32) -> io::Result<()> {
         if key.shard() < self.inner.shards.len() {
             return self.inner.shards[key.shard()].signal(key, signal);
@@ -892,7 +893,7 @@ impl<T> Drop for Engine<T> {
     }
 }
 
-/// Why a registration did not land on an overflow shard.
+/// The reason a registration did not land on an overflow shard.
 enum Overflowed<T> {
     /// No overflow shard could take it; the payload comes back for the lane.
     NoRoom(Payload<T>),

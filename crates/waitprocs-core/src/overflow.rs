@@ -47,7 +47,7 @@ pub(crate) enum Command {
     },
 }
 
-/// The answer to a registration.
+/// The reply to a registration.
 #[derive(Debug)]
 pub(crate) struct Registered {
     pub(crate) key: Key,
@@ -167,8 +167,8 @@ fn run(
         for command in commands.try_iter() {
             handle(&shard, command);
         }
-        // A failing epoll_wait here can only be a bug; there is no thread to
-        // log it from, so stop this shard's waits from spinning and go on.
+        // A failing epoll_wait here can only be a bug. This thread must not
+        // log, so it only slows down to avoid spinning.
         if shard.turn(None, &mut found).is_err() {
             std::thread::sleep(std::time::Duration::from_millis(10));
         }

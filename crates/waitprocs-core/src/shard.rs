@@ -1,7 +1,7 @@
 //! One shard: a poller, the table of its registered processes, and the turn
 //! that turns readiness into exits.
 //!
-//! A shard knows nothing of callbacks or channels: `turn` returns the exits
+//! A shard has no callbacks or channels of its own: `turn` returns the exits
 //! it found with their payloads, and the engine delivers them. That keeps the
 //! shard usable on a thread whose descriptor table is private (an overflow
 //! shard), where no caller code may run.
@@ -52,7 +52,7 @@ pub(crate) struct Prepared {
     pub(crate) fallback: Option<io::Error>,
 }
 
-/// Why `prepare` gave no process to insert.
+/// The reason `prepare` returned no process to insert.
 #[derive(Debug)]
 pub(crate) enum PrepareError {
     /// The descriptor table of this thread is full (`EMFILE`).
@@ -141,7 +141,7 @@ struct Entry<P> {
     generation: u32,
     /// `None` puts the process in the fallback lane.
     watch: Option<Watch>,
-    /// Whether the watch holds a descriptor taken from the shard's budget.
+    /// Whether the watch uses a descriptor taken from the shard's budget.
     charged: bool,
     /// In the lane: whether pidfd_open may succeed later (promotion).
     transient: bool,
@@ -191,7 +191,7 @@ impl<P> std::fmt::Debug for Shard<P> {
     }
 }
 
-/// The poller key of an entry. On 64-bit targets it carries the generation,
+/// Returns the poller key of an entry. On 64-bit targets it carries the generation,
 /// so an event fetched just before its entry was deregistered cannot be
 /// mistaken for the exit of a newer entry in the same slot.
 fn poll_key(key: Key) -> usize {
@@ -206,7 +206,7 @@ fn lock<U>(mutex: &Mutex<U>) -> MutexGuard<'_, U> {
 
 impl<P> Shard<P> {
     /// Creates a shard whose watches draw from `budget`. `bridge`, if given, is
-    /// watched too and wakes `turn`; `shared` says that other shards watch it.
+    /// watched too and wakes `turn`, and `shared` means other shards watch it as well.
     pub(crate) fn new(
         index: usize,
         budget: Arc<Budget>,
@@ -255,7 +255,7 @@ impl<P> Shard<P> {
         (table.entries.len(), table.lane.len())
     }
 
-    /// Adds a prepared process and arms its watch. `charged` says whether the
+    /// Adds a prepared process and arms its watch. `charged` is set when the
     /// caller took a descriptor from this shard's budget for it.
     pub(crate) fn insert(&self, pid: u32, prepared: Prepared, charged: bool, payload: P) -> Key {
         let Prepared {

@@ -1,4 +1,4 @@
-//! How a process ended, and what it cost.
+//! Exit statuses and resource usage.
 
 use std::fmt;
 use std::time::Duration;
@@ -19,10 +19,10 @@ pub enum ExitStatus {
     },
     /// The process is gone, but its status could not be obtained.
     ///
-    /// This is the case for a process that is not a child of the caller (unless
-    /// the kernel kept its status, see the crate docs), for a child that someone
-    /// else reaped first, and for a child the kernel reaped by itself because
-    /// `SIGCHLD` is ignored.
+    /// This is the case for a process that is not a child of the caller, unless
+    /// the kernel kept its status (see the crate docs). It is also the case for
+    /// a child that someone else reaped first, and for a child the kernel
+    /// reaped by itself because `SIGCHLD` is ignored.
     Unknown,
 }
 

@@ -218,7 +218,7 @@ const _: () = assert!(std::mem::size_of::<PidfdInfo>() == 64);
 
 /// Returns the exit status the kernel kept for the process behind `watch`.
 ///
-/// `PIDFD_GET_INFO` with `PIDFD_INFO_EXIT` answers once the process has been
+/// `PIDFD_GET_INFO` with `PIDFD_INFO_EXIT` returns it once the process has been
 /// reaped (by its parent, or by the kernel when the parent ignores `SIGCHLD`),
 /// on Linux 6.15 and later. Older kernels reject the ioctl, and a process that
 /// is still a zombie has no exit info yet; both give `None`.
@@ -310,7 +310,7 @@ fn to_pid(pid: u32) -> Option<Pid> {
 /// Name of this backend, for logs.
 pub(crate) const BACKEND: &str = "pidfd+epoll";
 
-/// Whether each `Watch` holds a descriptor (and so counts against RLIMIT_NOFILE).
+/// Whether each `Watch` uses a descriptor (and so counts against RLIMIT_NOFILE).
 pub(crate) const WATCH_USES_DESCRIPTOR: bool = true;
 
 /// Returns the soft and hard RLIMIT_NOFILE (getrlimit(2)); `None` means unlimited.
@@ -346,7 +346,7 @@ pub(crate) fn open_descriptors() -> Option<usize> {
 
 /// Returns the PID of one child that has exited and is not yet reaped, without
 /// reaping it (waitid(2) with `P_ALL | WNOWAIT`). `None` when no child is a
-/// zombie. This only peeks: the status stays with whoever owns the child.
+/// zombie. This only peeks, so the status stays with the child's owner.
 pub(crate) fn peek_exited_child() -> Option<u32> {
     let mut info = MaybeUninit::<libc::siginfo_t>::zeroed();
     // SAFETY: `info` is a writable siginfo_t that outlives the call; the

@@ -7,7 +7,7 @@ use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock};
 
-use crossbeam_channel::Sender;
+use crossbeam_channel::{Receiver, Sender};
 
 use crate::event::ExitEvent;
 
@@ -24,6 +24,9 @@ pub(crate) struct Delivery<T> {
     /// Held while an event is sent and counted, so that a waiter that reads
     /// `outstanding` under it sees every sent event in the channel.
     sending: Mutex<()>,
+    /// Wakes a waiter blocked on the channel when `outstanding` drops without
+    /// an event (a deregistration).
+    nudge: (Sender<()>, Receiver<()>),
     panics: Mutex<Vec<Box<dyn Any + Send>>>,
 }
 
@@ -34,6 +37,7 @@ impl<T> Delivery<T> {
             sender,
             outstanding: AtomicUsize::new(0),
             sending: Mutex::new(()),
+            nudge: crossbeam_channel::bounded(1),
             panics: Mutex::new(Vec::new()),
         }
     }
@@ -47,6 +51,13 @@ impl<T> Delivery<T> {
     pub(crate) fn cancel_one(&self) {
         let _guard = self.sending.lock().unwrap_or_else(|e| e.into_inner());
         self.outstanding.fetch_sub(1, Ordering::SeqCst);
+        // Full means a nudge is already pending, which is enough.
+        let _ = self.nudge.0.try_send(());
+    }
+
+    /// Returns the receiver that `cancel_one` nudges.
+    pub(crate) fn nudged(&self) -> &Receiver<()> {
+        &self.nudge.1
     }
 
     /// Returns how many registered processes have no event in the channel yet.

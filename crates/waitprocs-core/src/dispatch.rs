@@ -48,7 +48,16 @@ pub(crate) enum Decision {
 }
 
 /// Decides whether a flagged process has ended and how.
-pub(crate) fn decide(origin: Origin, trigger: Trigger, probe: &mut impl Probe) -> Decision {
+///
+/// `status_pending` is set while a non-child's parent may still reap it, after
+/// which the kernel keeps its status: the exit is then retried, not reported
+/// as `Unknown`, until the caller's grace period is over.
+pub(crate) fn decide(
+    origin: Origin,
+    trigger: Trigger,
+    status_pending: bool,
+    probe: &mut impl Probe,
+) -> Decision {
     match origin {
         Origin::Child { keep } => match probe.reap(keep) {
             Ok(Reap::Exited(status, usage)) => Decision::Report(status, usage),
@@ -70,9 +79,11 @@ pub(crate) fn decide(origin: Origin, trigger: Trigger, probe: &mut impl Probe) -
             }
         },
         Origin::Other => match trigger {
-            Trigger::Exited => {
-                Decision::Report(probe.exit_info().unwrap_or(ExitStatus::Unknown), None)
-            }
+            Trigger::Exited => match probe.exit_info() {
+                Some(status) => Decision::Report(status, None),
+                None if status_pending => Decision::Retry,
+                None => Decision::Report(ExitStatus::Unknown, None),
+            },
             Trigger::Timer => match probe.liveness() {
                 Liveness::Running => Decision::Retry,
                 Liveness::Zombie | Liveness::Gone => {
@@ -121,7 +132,7 @@ mod tests {
             ..Mock::default()
         };
         assert_eq!(
-            decide(CHILD, Trigger::Exited, &mut mock),
+            decide(CHILD, Trigger::Exited, false, &mut mock),
             Decision::Report(ExitStatus::Exited(127), None)
         );
         assert_eq!(mock.kept, Some(false));
@@ -133,7 +144,12 @@ mod tests {
             reap: Some(Reap::Exited(ExitStatus::Exited(5), None)),
             ..Mock::default()
         };
-        decide(Origin::Child { keep: true }, Trigger::Exited, &mut mock);
+        decide(
+            Origin::Child { keep: true },
+            Trigger::Exited,
+            false,
+            &mut mock,
+        );
         assert_eq!(mock.kept, Some(true));
     }
 
@@ -143,8 +159,14 @@ mod tests {
             reap: Some(Reap::NotYet),
             ..Mock::default()
         };
-        assert_eq!(decide(CHILD, Trigger::Exited, &mut mock), Decision::Retry);
-        assert_eq!(decide(CHILD, Trigger::Timer, &mut mock), Decision::Retry);
+        assert_eq!(
+            decide(CHILD, Trigger::Exited, false, &mut mock),
+            Decision::Retry
+        );
+        assert_eq!(
+            decide(CHILD, Trigger::Timer, false, &mut mock),
+            Decision::Retry
+        );
     }
 
     #[test]
@@ -159,7 +181,7 @@ mod tests {
             ..Mock::default()
         };
         assert_eq!(
-            decide(CHILD, Trigger::Exited, &mut mock),
+            decide(CHILD, Trigger::Exited, false, &mut mock),
             Decision::Report(signaled, None)
         );
     }
@@ -171,7 +193,7 @@ mod tests {
             ..Mock::default()
         };
         assert_eq!(
-            decide(CHILD, Trigger::Exited, &mut mock),
+            decide(CHILD, Trigger::Exited, false, &mut mock),
             Decision::Report(ExitStatus::Unknown, None)
         );
     }
@@ -183,7 +205,7 @@ mod tests {
             ..Mock::default()
         };
         assert_eq!(
-            decide(CHILD, Trigger::Exited, &mut mock),
+            decide(CHILD, Trigger::Exited, false, &mut mock),
             Decision::Report(ExitStatus::Unknown, None)
         );
     }
@@ -195,10 +217,28 @@ mod tests {
             ..Mock::default()
         };
         assert_eq!(
-            decide(Origin::Other, Trigger::Exited, &mut mock),
+            decide(Origin::Other, Trigger::Exited, false, &mut mock),
             Decision::Report(ExitStatus::Exited(3), None)
         );
         assert_eq!(mock.kept, None, "a non-child must never be waited on");
+    }
+
+    #[test]
+    fn other_exit_waits_for_parent_within_grace() {
+        let mut mock = Mock::default();
+        assert_eq!(
+            decide(Origin::Other, Trigger::Exited, true, &mut mock),
+            Decision::Retry
+        );
+        assert_eq!(
+            decide(Origin::Other, Trigger::Exited, false, &mut mock),
+            Decision::Report(ExitStatus::Unknown, None)
+        );
+        mock.info = Some(ExitStatus::Exited(9));
+        assert_eq!(
+            decide(Origin::Other, Trigger::Exited, true, &mut mock),
+            Decision::Report(ExitStatus::Exited(9), None)
+        );
     }
 
     #[test]
@@ -215,7 +255,10 @@ mod tests {
                 liveness: Some(liveness),
                 ..Mock::default()
             };
-            assert_eq!(decide(Origin::Other, Trigger::Timer, &mut mock), expected);
+            assert_eq!(
+                decide(Origin::Other, Trigger::Timer, false, &mut mock),
+                expected
+            );
             assert_eq!(mock.kept, None);
         }
     }

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use crossbeam_channel::{Receiver, Sender};
 
 use crate::budget::Budget;
 use crate::delivery::{warn_fallback_once, Delivery, OnEveryExit, OnExit};
@@ -40,6 +40,8 @@ struct Payload<T> {
     data: T,
     /// Kept so that the child's pipes stay open until it exits.
     child: Option<Child>,
+    /// Whether the child stays waitable, so its handle goes back with the event.
+    keep: bool,
     on_exit: Option<OnExit<T>>,
 }
 
@@ -133,7 +135,9 @@ impl<T> Registration<T> {
     }
 
     /// Reads a child's exit status without reaping it, so its owner can still
-    /// `waitpid` it (waitid(2) with `WNOWAIT`). The child stays a zombie until then.
+    /// `waitpid` it (waitid(2) with `WNOWAIT`). The child stays a zombie until
+    /// then. A child registered with its handle gets the handle back in
+    /// [`ExitEvent::child`](crate::ExitEvent::child).
     pub fn keep_status(mut self) -> Self {
         self.keep = true;
         self
@@ -155,6 +159,7 @@ pub struct Builder<T> {
     fd_headroom: Option<usize>,
     force_fallback: bool,
     overflow: bool,
+    status_grace: Duration,
 }
 
 impl<T> fmt::Debug for Builder<T> {
@@ -166,6 +171,7 @@ impl<T> fmt::Debug for Builder<T> {
             .field("fd_headroom", &self.fd_headroom)
             .field("force_fallback", &self.force_fallback)
             .field("overflow", &self.overflow)
+            .field("status_grace", &self.status_grace)
             .finish_non_exhaustive()
     }
 }
@@ -195,6 +201,16 @@ impl<T: Send + 'static> Builder<T> {
     /// Also set when the environment variable [`BACKEND_ENV`] is `fallback`.
     pub fn force_fallback(mut self, force: bool) -> Self {
         self.force_fallback = force;
+        self
+    }
+
+    /// Sets how long the exit of a non-child may wait for its parent to reap
+    /// it, so that the kernel keeps its status for the pidfd (Linux 6.15 and
+    /// later). Within this time the engine looks again with a back-off. After
+    /// it, the exit is reported with [`ExitStatus::Unknown`](crate::ExitStatus::Unknown).
+    /// The default is zero: non-children are reported at zombie time.
+    pub fn nonchild_status_grace(mut self, grace: Duration) -> Self {
+        self.status_grace = grace;
         self
     }
 
@@ -264,7 +280,13 @@ impl<T: Send + 'static> Builder<T> {
         let mut shards = Vec::with_capacity(self.shards);
         for index in 0..self.shards {
             let bridge = (index == 0).then(|| Arc::clone(&to_base));
-            shards.push(Shard::new(index, Arc::clone(&budget), bridge, false)?);
+            shards.push(Shard::new(
+                index,
+                Arc::clone(&budget),
+                bridge,
+                false,
+                self.status_grace,
+            )?);
         }
         let (sender, receiver) = crossbeam_channel::unbounded();
         let (handoff, handed) = crossbeam_channel::unbounded();
@@ -285,6 +307,7 @@ impl<T: Send + 'static> Builder<T> {
             threads: self.threads,
             force_fallback,
             overflow_enabled: self.overflow,
+            status_grace: self.status_grace,
             next_shard: AtomicUsize::new(0),
             own_pid: sys::current_pid(),
         });
@@ -345,6 +368,7 @@ struct Inner<T> {
     threads: bool,
     force_fallback: bool,
     overflow_enabled: bool,
+    status_grace: Duration,
     next_shard: AtomicUsize,
     own_pid: u32,
 }
@@ -392,10 +416,12 @@ impl<T> Inner<T> {
         let Payload {
             data,
             child,
+            keep,
             on_exit,
         } = payload;
-        // The child is reaped; dropping the handle closes its pipes.
-        drop(child);
+        // A reaped child's handle is dropped, which closes its pipes. A kept
+        // child goes back to its owner, who still has to reap it.
+        let child = if keep { child } else { None };
         let event = ExitEvent {
             key: exit.key,
             pid: exit.pid,
@@ -405,6 +431,7 @@ impl<T> Inner<T> {
             detected_at: exit.detected_at,
             was_child: exit.was_child,
             data,
+            child,
         };
         tracing::trace!(pid = event.pid, key = %event.key, status = %event.status, "exited");
         self.delivery.deliver(event, on_exit);
@@ -472,6 +499,7 @@ impl<T: Send + 'static> Engine<T> {
             fd_headroom: None,
             force_fallback: false,
             overflow: true,
+            status_grace: Duration::ZERO,
         }
     }
 
@@ -504,10 +532,11 @@ impl<T: Send + 'static> Engine<T> {
     ///   caller's own PID, or a thread id that is not a process.
     /// - `NotFound`: no process has this PID (it never existed, or it exited
     ///   and its parent reaped it already).
-    /// - Other kinds only if the poller cannot be woken (eventfd write failure).
+    /// - Other kinds only if an overflow shard fails after it registered the
+    ///   process, which would be a bug.
     ///
-    /// Running out of descriptors is not an error: such a process is waited for
-    /// by the fallback lane.
+    /// Running out of descriptors is not an error: past the budget a process
+    /// goes to an overflow shard, and past those to the fallback lane.
     pub fn register(&self, registration: Registration<T>) -> io::Result<Key> {
         let pid = registration.pid;
         if pid == 0 || pid > i32::MAX as u32 {
@@ -530,6 +559,7 @@ impl<T: Send + 'static> Engine<T> {
         let payload = Payload {
             data: registration.data,
             child: registration.child,
+            keep,
             on_exit: registration.on_exit,
         };
         self.inner.delivery.expect_one();
@@ -553,16 +583,11 @@ impl<T: Send + 'static> Engine<T> {
         let base = &self.inner.shards[self.pick_shard()];
         if self.inner.force_fallback {
             let prepared = rejected(shard::prepare(pid, known_child, keep, false))?;
-            return Ok(base.insert(pid, prepared, false, payload));
+            return Ok(self.insert_base(base, pid, prepared, false, payload));
         }
         if self.inner.budget.try_acquire() {
             match shard::prepare(pid, known_child, keep, true) {
-                Ok(mut prepared) => {
-                    if let Some(error) = prepared.fallback.take() {
-                        warn_fallback_once(&error);
-                    }
-                    return Ok(base.insert(pid, prepared, true, payload));
-                }
+                Ok(prepared) => return Ok(self.insert_base(base, pid, prepared, true, payload)),
                 Err(PrepareError::Rejected(error)) => {
                     self.inner.budget.release();
                     return Err(error);
@@ -581,7 +606,23 @@ impl<T: Send + 'static> Engine<T> {
         let mut prepared = rejected(shard::prepare(pid, known_child, keep, false))?;
         prepared.transient = !shard::pidfd_unavailable();
         warn_fallback_once(&io::Error::from_raw_os_error(sys::EMFILE));
-        Ok(base.insert(pid, prepared, false, payload))
+        Ok(self.insert_base(base, pid, prepared, false, payload))
+    }
+
+    /// Inserts into a base shard and logs what sent the process to the lane.
+    fn insert_base(
+        &self,
+        base: &Shard<Payload<T>>,
+        pid: u32,
+        prepared: Prepared,
+        charged: bool,
+        payload: Payload<T>,
+    ) -> Key {
+        let (key, fallback) = base.insert(pid, prepared, charged, payload);
+        if let Some(error) = fallback {
+            warn_fallback_once(&error);
+        }
+        key
     }
 
     /// Registers a process on an overflow shard with room, starting one if needed.
@@ -615,6 +656,7 @@ impl<T: Send + 'static> Engine<T> {
                     self.inner.handoff.clone(),
                     Arc::clone(&self.inner.to_base),
                     Arc::clone(&self.inner.shutdown),
+                    self.inner.status_grace,
                 ) {
                     Ok(overflow) => {
                         tracing::debug!(shard = index, capacity, "started an overflow shard");
@@ -714,6 +756,8 @@ impl<T: Send + 'static> Engine<T> {
             (pid, payload)
         };
         self.inner.delivery.cancel_one();
+        // A caller-driven wait on another thread sleeps in shard 0's poller.
+        let _ = self.inner.shards[0].poller().notify();
         tracing::trace!(pid, key = %key, "deregistered");
         Ok(Deregistered {
             pid,
@@ -804,15 +848,18 @@ impl<T: Send + 'static> Engine<T> {
                 None => None,
             };
             if self.inner.threads {
-                let received = match remaining {
-                    Some(remaining) => self.receiver.recv_timeout(remaining),
-                    None => self
-                        .receiver
-                        .recv()
-                        .map_err(|_| RecvTimeoutError::Disconnected),
-                };
-                if let Ok(event) = received {
-                    gone.push(event);
+                // A nudge means a deregistration: loop to re-check `outstanding`.
+                let nudged = self.inner.delivery.nudged();
+                match remaining {
+                    Some(remaining) => crossbeam_channel::select! {
+                        recv(self.receiver) -> event => gone.extend(event.ok()),
+                        recv(nudged) -> _ => {}
+                        default(remaining) => {}
+                    },
+                    None => crossbeam_channel::select! {
+                        recv(self.receiver) -> event => gone.extend(event.ok()),
+                        recv(nudged) -> _ => {}
+                    },
                 }
             } else {
                 self.poll(remaining)?;

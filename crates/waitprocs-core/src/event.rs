@@ -1,6 +1,7 @@
 //! Keys and exit events.
 
 use std::fmt;
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 use crate::status::{ExitStatus, ResourceUsage};
@@ -82,6 +83,10 @@ pub struct ExitEvent<T = ()> {
     pub was_child: bool,
     /// The caller's data given at registration.
     pub data: T,
+    /// The child handle of a child registered with
+    /// [`keep_status`](crate::Registration::keep_status), so that its owner
+    /// can reap it (`Child::wait` returns at once). `None` otherwise.
+    pub child: Option<Child>,
 }
 
 impl<T> ExitEvent<T> {

@@ -9,7 +9,8 @@
 //! An [`Engine`] takes processes, children of the caller or not, and reports
 //! each exit exactly once: to an optional callback, then as an [`ExitEvent`]
 //! on a channel that [`Engine::wait`] and [`Engine::events`] read. It never
-//! waits on a process it was not given: no `waitpid(-1)`, no `P_ALL`.
+//! reaps a process it was not given: no `waitpid(-1)`, and `P_ALL` only with
+//! `WNOWAIT`, which leaves every status in place.
 //!
 //! ```
 //! use std::process::Command;

@@ -78,6 +78,7 @@ impl Overflow {
         exits: Sender<(u64, RawExit)>,
         notify: Arc<Bridge>,
         shutdown: Arc<AtomicBool>,
+        status_grace: std::time::Duration,
     ) -> io::Result<Self> {
         let budget = Arc::new(Budget::with_limit(capacity, capacity));
         let (commands, receiver) = crossbeam_channel::unbounded();
@@ -88,8 +89,19 @@ impl Overflow {
             std::thread::Builder::new()
                 .name(format!("waitprocs-overflow-{index}"))
                 .spawn(move || {
+                    let channels = Channels {
+                        commands: receiver,
+                        exits,
+                        started,
+                    };
                     run(
-                        index, budget, wake, notify, receiver, exits, shutdown, started,
+                        index,
+                        budget,
+                        status_grace,
+                        wake,
+                        notify,
+                        channels,
+                        shutdown,
                     );
                 })?
         };
@@ -136,24 +148,35 @@ impl Overflow {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
+/// The channels of an overflow thread.
+struct Channels {
+    commands: Receiver<Command>,
+    exits: Sender<(u64, RawExit)>,
+    started: Sender<io::Result<()>>,
+}
+
 fn run(
     index: usize,
     budget: Arc<Budget>,
+    status_grace: std::time::Duration,
     wake: Arc<Bridge>,
     notify: Arc<Bridge>,
-    commands: Receiver<Command>,
-    exits: Sender<(u64, RawExit)>,
+    channels: Channels,
     shutdown: Arc<AtomicBool>,
-    started: Sender<io::Result<()>>,
 ) {
+    let Channels {
+        commands,
+        exits,
+        started,
+    } = channels;
     // From here on this thread uses only descriptors it opens itself and the
     // two bridges, which keep their numbers in the private table.
     if let Err(error) = sys::private_descriptor_table(&[&wake, &notify]) {
         let _ = started.send(Err(error));
         return;
     }
-    let shard = match Shard::<u64>::new(index, budget, Some(Arc::clone(&wake)), true) {
+    let shard = match Shard::<u64>::new(index, budget, Some(Arc::clone(&wake)), true, status_grace)
+    {
         Ok(shard) => shard,
         Err(error) => {
             let _ = started.send(Err(error));
@@ -197,9 +220,8 @@ fn handle(shard: &Shard<u64>, command: Command) {
             ticket,
             reply,
         } => {
-            let result = shard::prepare(pid, known_child, keep, true).map(|mut prepared| {
-                let fallback = prepared.fallback.take();
-                let key = shard.insert(pid, prepared, true, ticket);
+            let result = shard::prepare(pid, known_child, keep, true).map(|prepared| {
+                let (key, fallback) = shard.insert(pid, prepared, true, ticket);
                 Registered { key, fallback }
             });
             if result.is_err() {

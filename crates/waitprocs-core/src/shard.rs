@@ -148,6 +148,8 @@ struct Entry<P> {
     origin: Origin,
     registered_at: Instant,
     backoff: Duration,
+    /// When the watch of a non-child first fired, for the status grace.
+    exit_seen: Option<Instant>,
     payload: P,
 }
 
@@ -168,6 +170,8 @@ pub(crate) struct Shard<P> {
     poller: sys::Poller,
     table: Mutex<Table<P>>,
     budget: Arc<Budget>,
+    /// How long a non-child's exit may wait for its parent to reap it.
+    status_grace: Duration,
     bridge: Option<Arc<Bridge>>,
     /// Whether `bridge` is shared by several shards (edge-triggered, never drained).
     bridge_shared: bool,
@@ -194,6 +198,8 @@ impl<P> std::fmt::Debug for Shard<P> {
 /// Returns the poller key of an entry. On 64-bit targets it carries the generation,
 /// so an event fetched just before its entry was deregistered cannot be
 /// mistaken for the exit of a newer entry in the same slot.
+// NOTE: on 32-bit targets the key keeps only the slot, so a stale event can
+// still reach a newer entry; for a non-child that reads as an exit.
 fn poll_key(key: Key) -> usize {
     key.as_u64() as usize
 }
@@ -212,6 +218,7 @@ impl<P> Shard<P> {
         budget: Arc<Budget>,
         bridge: Option<Arc<Bridge>>,
         shared: bool,
+        status_grace: Duration,
     ) -> io::Result<Self> {
         let poller = sys::Poller::new()?;
         if let Some(bridge) = &bridge {
@@ -230,6 +237,7 @@ impl<P> Shard<P> {
                 lane_full_sweep: Instant::now(),
             }),
             budget,
+            status_grace,
             bridge,
             bridge_shared: shared,
             scratch: Mutex::new(Scratch::default()),
@@ -256,13 +264,21 @@ impl<P> Shard<P> {
     }
 
     /// Adds a prepared process and arms its watch. `charged` is set when the
-    /// caller took a descriptor from this shard's budget for it.
-    pub(crate) fn insert(&self, pid: u32, prepared: Prepared, charged: bool, payload: P) -> Key {
+    /// caller took a descriptor from this shard's budget for it. Returns the
+    /// key, and the error that sent the process to the lane, if any, for the
+    /// caller to log.
+    pub(crate) fn insert(
+        &self,
+        pid: u32,
+        prepared: Prepared,
+        charged: bool,
+        payload: P,
+    ) -> (Key, Option<io::Error>) {
         let Prepared {
             watch,
             origin,
             transient,
-            ..
+            mut fallback,
         } = prepared;
         if charged && watch.is_none() {
             self.budget.release();
@@ -281,12 +297,14 @@ impl<P> Shard<P> {
             origin,
             registered_at: Instant::now(),
             backoff: Duration::ZERO,
+            exit_seen: None,
             payload,
         };
         if let Some(watch) = &entry.watch {
-            if self.poller.add(watch, pid, poll_key(key)).is_err() {
+            if let Err(error) = self.poller.add(watch, pid, poll_key(key)) {
                 // The poller cannot take more (ENOSPC from epoll's
                 // max_user_watches, or ENOMEM): the lane waits instead.
+                fallback = Some(error);
                 entry.watch = None;
                 if entry.charged {
                     self.budget.release();
@@ -305,7 +323,7 @@ impl<P> Shard<P> {
             // A failed notify only delays the first look by one turn.
             let _ = self.poller.notify();
         }
-        key
+        (key, fallback)
     }
 
     /// Removes a process before its exit was reported.
@@ -437,6 +455,8 @@ impl<P> Shard<P> {
         now: Instant,
         out: &mut Vec<(RawExit, P)>,
     ) {
+        // NOTE: a zombie child that the engine was not given makes every tick
+        // sweep all lane children until its owner reaps it.
         let full = now.duration_since(table.lane_full_sweep) >= LANE_FULL_SWEEP;
         let any_child_exited = full || sys::peek_exited_child().is_some();
         if full {
@@ -503,11 +523,15 @@ impl<P> Shard<P> {
         out: &mut Vec<(RawExit, P)>,
     ) {
         let entry = &mut table.entries[slot];
+        let status_pending = entry.origin == Origin::Other
+            && trigger == Trigger::Exited
+            && !self.status_grace.is_zero()
+            && now < *entry.exit_seen.get_or_insert(now) + self.status_grace;
         let mut probe = SysProbe {
             watch: entry.watch.as_ref(),
             pid: entry.pid,
         };
-        match dispatch::decide(entry.origin, trigger, &mut probe) {
+        match dispatch::decide(entry.origin, trigger, status_pending, &mut probe) {
             Decision::Retry => {
                 // Lane entries are looked at by the lane sweep; watched ones
                 // that fired early get a timer of their own.

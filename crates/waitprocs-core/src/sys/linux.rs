@@ -149,6 +149,10 @@ pub(crate) fn reap(watch: Option<&Watch>, pid: u32, keep: bool) -> io::Result<Re
         match err.raw_os_error() {
             Some(libc::EINTR) => continue,
             Some(libc::ECHILD) => return Ok(Reap::NotChild),
+            // Linux 5.3 has pidfd_open but not P_PIDFD (added in 5.4). A
+            // child's PID cannot be reused before it is reaped, so waiting by
+            // PID names the same process.
+            Some(libc::EINVAL) if watch.is_some() => return reap(None, pid, keep),
             _ => return Err(err),
         }
     }
@@ -280,22 +284,42 @@ pub(crate) fn thread_group(tid: u32) -> Option<u32> {
 }
 
 /// Sends `signal` through the pidfd with pidfd_send_signal(2), or with kill(2)
-/// when the process has no pidfd.
+/// when the process has no pidfd. Signal 0 checks that the process exists.
 pub(crate) fn send_signal(watch: Option<&Watch>, pid: u32, signal: i32) -> io::Result<()> {
-    let signal = rustix::process::Signal::from_named_raw(signal).ok_or_else(|| {
-        io::Error::new(
+    if !(0..=libc::SIGRTMAX()).contains(&signal) {
+        return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
-            format!("invalid signal number {signal}"),
-        )
-    })?;
-    match watch {
-        Some(watch) => rustix::process::pidfd_send_signal(&watch.0, signal)?,
-        None => {
-            let pid = to_pid(pid).ok_or_else(|| io::Error::from(io::ErrorKind::InvalidInput))?;
-            rustix::process::kill_process(pid, signal)?;
-        }
+            format!(
+                "invalid signal number {signal}: use 0 to {}",
+                libc::SIGRTMAX()
+            ),
+        ));
     }
-    Ok(())
+    let ret = match watch {
+        // SAFETY: the pidfd is owned by `watch` and open for the call; a null
+        // siginfo and zero flags make the kernel build the siginfo itself.
+        Some(watch) => unsafe {
+            libc::syscall(
+                libc::SYS_pidfd_send_signal,
+                watch.0.as_raw_fd(),
+                signal,
+                std::ptr::null::<libc::siginfo_t>(),
+                0u32,
+            )
+        },
+        None => {
+            let pid = libc::pid_t::try_from(pid)
+                .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+            // SAFETY: kill(2) takes plain integers; `pid` is positive, so it
+            // never addresses a process group or every process.
+            i64::from(unsafe { libc::kill(pid, signal) })
+        }
+    };
+    if ret == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
 }
 
 /// Returns the PID of the calling process.

@@ -1,0 +1,162 @@
+//! Engine options on real processes: the non-child status grace, kept
+//! children, and deregistration that wakes a waiter.
+#![cfg(target_os = "linux")]
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use waitprocs_core::{Engine, ExitStatus, WaitFor};
+
+/// Returns true on Linux 6.15 and later, where PIDFD_GET_INFO keeps exit statuses.
+fn kernel_keeps_exit_info() -> bool {
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let mut parts = release
+        .trim()
+        .split(['.', '-'])
+        .map(|p| p.parse::<u32>().unwrap_or(0));
+    let (major, minor) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+    (major, minor) >= (6, 15)
+}
+
+/// Starts a shell that runs `script` in the background, prints its PID and
+/// then waits for it (so the parent reaps it), then sleeps.
+fn spawn_reaping_parent(script: &str) -> (Child, u32) {
+    let mut parent = Command::new("sh")
+        .args(["-c", &format!("({script}) & echo $!; wait; sleep 5")])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(parent.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    (parent, line.trim().parse().unwrap())
+}
+
+#[test]
+fn nonchild_grace_gets_parent_status() {
+    let engine = Engine::<()>::builder()
+        .nonchild_status_grace(Duration::from_millis(500))
+        .build()
+        .unwrap();
+    let (mut parent, pid) = spawn_reaping_parent("sleep 0.2; exit 3");
+    engine.register_pid(pid, ()).unwrap();
+    let outcome = engine
+        .wait(WaitFor::All, Some(Duration::from_secs(5)))
+        .unwrap();
+    parent.kill().unwrap();
+    parent.wait().unwrap();
+
+    assert_eq!(outcome.gone.len(), 1);
+    let exit = &outcome.gone[0];
+    assert!(!exit.was_child);
+    if kernel_keeps_exit_info() {
+        assert_eq!(exit.status, ExitStatus::Exited(3));
+    } else {
+        assert_eq!(exit.status, ExitStatus::Unknown);
+    }
+}
+
+#[test]
+fn kept_child_handle_comes_back() {
+    let engine = Engine::<()>::new().unwrap();
+    let child = Command::new("sh").args(["-c", "exit 7"]).spawn().unwrap();
+    let pid = child.id();
+    engine
+        .register(waitprocs_core::Registration::child(child, ()).keep_status())
+        .unwrap();
+    let mut outcome = engine
+        .wait(WaitFor::All, Some(Duration::from_secs(5)))
+        .unwrap();
+    let exit = outcome.gone.pop().unwrap();
+    assert_eq!(exit.status, ExitStatus::Exited(7));
+
+    let mut child = exit.child.expect("a kept child comes back with its handle");
+    assert_eq!(child.id(), pid);
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(7), "the status stayed for the owner");
+}
+
+#[test]
+fn deregister_wakes_threaded_wait() {
+    let engine = Arc::new(Engine::<()>::builder().threads(true).build().unwrap());
+    let mut child = Command::new("sleep").arg("30").spawn().unwrap();
+    let key = engine.register_pid(child.id(), ()).unwrap();
+
+    let remover = {
+        let engine = Arc::clone(&engine);
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(200));
+            engine.deregister(key).unwrap();
+        })
+    };
+    let started = Instant::now();
+    let outcome = engine
+        .wait(WaitFor::All, Some(Duration::from_secs(10)))
+        .unwrap();
+    let waited = started.elapsed();
+    remover.join().unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    assert!(outcome.gone.is_empty());
+    assert!(outcome.alive.is_empty());
+    assert!(
+        waited < Duration::from_secs(5),
+        "wait slept through the deregistration: {waited:?}"
+    );
+}
+
+#[test]
+fn deregister_wakes_caller_driven_wait() {
+    let engine = Arc::new(Engine::<()>::new().unwrap());
+    let mut child = Command::new("sleep").arg("30").spawn().unwrap();
+    let key = engine.register_pid(child.id(), ()).unwrap();
+
+    let remover = {
+        let engine = Arc::clone(&engine);
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(200));
+            engine.deregister(key).unwrap();
+        })
+    };
+    let started = Instant::now();
+    let outcome = engine
+        .wait(WaitFor::All, Some(Duration::from_secs(10)))
+        .unwrap();
+    let waited = started.elapsed();
+    remover.join().unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    assert!(outcome.gone.is_empty());
+    assert!(
+        waited < Duration::from_secs(5),
+        "wait slept through the deregistration: {waited:?}"
+    );
+}
+
+#[test]
+fn signal_zero_and_realtime_accepted() {
+    let engine = Engine::<()>::new().unwrap();
+    let child = Command::new("sleep").arg("30").spawn().unwrap();
+    let key = engine.register_child(child, ()).unwrap();
+    engine.signal(key, 0).unwrap();
+    assert_eq!(
+        engine.signal(key, -1).unwrap_err().kind(),
+        std::io::ErrorKind::InvalidInput
+    );
+    engine.signal(key, libc::SIGRTMIN()).unwrap();
+    let outcome = engine
+        .wait(WaitFor::All, Some(Duration::from_secs(5)))
+        .unwrap();
+    assert_eq!(
+        outcome.gone[0].status,
+        ExitStatus::Signaled {
+            signal: libc::SIGRTMIN(),
+            core_dumped: false
+        }
+    );
+}

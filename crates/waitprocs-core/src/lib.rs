@@ -82,6 +82,11 @@ mod status;
 mod sys;
 
 pub use delivery::panic_message;
+
+/// The channel types of [`Engine::events`], from `crossbeam-channel`.
+pub mod channel {
+    pub use crossbeam_channel::{Receiver, RecvError, RecvTimeoutError, TryRecvError};
+}
 pub use engine::{
     Builder, Deregistered, Engine, Registration, Stats, WaitFor, WaitOutcome, BACKEND_ENV,
     MAX_SHARDS,

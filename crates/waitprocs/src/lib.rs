@@ -123,9 +123,11 @@ pub struct StillAlive {
 ///
 /// # Errors
 ///
-/// `InvalidInput` for a PID that is 0, above `i32::MAX`, the caller's own PID,
-/// or a thread id; nothing is waited for then. An error from the poller
-/// (epoll_create1(2), epoll_wait(2)) is returned as is.
+/// `InvalidInput` for a PID that is 0, above `i32::MAX` or the caller's own
+/// PID, found before anything is registered. `InvalidInput` for a thread id,
+/// found when it is registered: children given before it are then dropped,
+/// neither killed nor reaped. An error from the poller (epoll_create1(2),
+/// epoll_wait(2)) is returned as is.
 ///
 /// # Panics
 ///
@@ -139,12 +141,30 @@ pub fn wait_procs<P>(
 where
     P: Into<Proc>,
 {
+    let procs: Vec<Proc> = procs.into_iter().map(Into::into).collect();
+    // Check what can be checked before anything is registered, so a bad PID
+    // does not leave earlier children registered and then dropped.
+    let own_pid = std::process::id();
+    for proc in &procs {
+        if let Proc::Pid(pid) = *proc {
+            if pid == 0 || pid > i32::MAX as u32 || pid == own_pid {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!(
+                        "invalid PID {pid}: use the PID of another process, 1 to {}",
+                        i32::MAX
+                    ),
+                ));
+            }
+        }
+    }
+
     let engine = Engine::<usize>::builder().build()?;
     let started = std::time::Instant::now();
     let mut gone = Vec::new();
 
     for (index, proc) in procs.into_iter().enumerate() {
-        let (pid, registration) = match proc.into() {
+        let (pid, registration) = match proc {
             Proc::Pid(pid) => (pid, Registration::pid(pid, index)),
             Proc::Child(child) => (child.id(), Registration::child(child, index)),
         };

@@ -826,6 +826,9 @@ impl<T: Send + 'static> Engine<T> {
             WaitFor::Count(count) => count,
         };
         let mut gone = Vec::new();
+        // A caller-driven engine must look at its poller at least once per
+        // call, or a zero timeout would never see an exit.
+        let mut polled = self.inner.threads;
         loop {
             gone.extend(self.receiver.try_iter());
             if gone.len() >= wanted {
@@ -840,10 +843,10 @@ impl<T: Send + 'static> Engine<T> {
             let remaining = match deadline {
                 Some(deadline) => {
                     let now = Instant::now();
-                    if now >= deadline {
+                    if now >= deadline && polled {
                         break;
                     }
-                    Some(deadline - now)
+                    Some(deadline.saturating_duration_since(now))
                 }
                 None => None,
             };
@@ -863,6 +866,7 @@ impl<T: Send + 'static> Engine<T> {
                 }
             } else {
                 self.poll(remaining)?;
+                polled = true;
             }
         }
         Ok(WaitOutcome {

@@ -9,6 +9,11 @@ pub enum ExitStatus {
     /// The process called `exit` (or returned from `main`) with this code.
     ///
     /// On Unix the code is the low 8 bits the kernel keeps (0 to 255).
+    ///
+    /// On Windows it is the process's 32-bit exit code (GetExitCodeProcess)
+    /// with its bits reinterpreted as `i32`, as `std::process::ExitStatus::code`
+    /// does, so an NTSTATUS such as 0xC0000005 (access violation) reads as
+    /// -1073741819; `code as u32` gives the original value back.
     Exited(i32),
     /// The process was terminated by a signal.
     Signaled {
@@ -205,6 +210,8 @@ mod tests {
         };
         #[cfg(unix)]
         assert_eq!(status.to_string(), "killed by signal 9 (SIGKILL)");
+        #[cfg(not(unix))]
+        assert_eq!(status.to_string(), "killed by signal 9");
         assert_eq!(ExitStatus::Exited(3).to_string(), "exited with code 3");
     }
 }

@@ -267,16 +267,27 @@ impl Poller {
         }
     }
 
-    /// Arms a one-shot read event on `bridge` that `wait` reports under `key`;
-    /// `rearm_bridge` renews it.
-    pub(crate) fn add_bridge(&self, bridge: &Bridge, key: usize) -> io::Result<()> {
+    /// Watches `bridge` under `key`: one-shot, renewed by `rearm_bridge`, or
+    /// with `shared` edge-triggered (`EV_CLEAR`) and never drained, so that one
+    /// write wakes every kqueue that watches it. A shared pipe that nobody
+    /// drains stops waking anyone once its buffer is full, but only Linux's
+    /// overflow shards share a bridge.
+    pub(crate) fn add_bridge(&self, bridge: &Bridge, key: usize, shared: bool) -> io::Result<()> {
         let filter = EventFilter::Read(bridge.read.as_raw_fd());
-        let flags = EventFlags::ADD | EventFlags::ONESHOT;
-        Ok(self.submit(kqueue::Event::new(filter, flags, key as *mut _))?)
+        let mode = if shared {
+            EventFlags::CLEAR
+        } else {
+            EventFlags::ONESHOT
+        };
+        Ok(self.submit(kqueue::Event::new(
+            filter,
+            EventFlags::ADD | mode,
+            key as *mut _,
+        ))?)
     }
 
     pub(crate) fn rearm_bridge(&self, bridge: &Bridge, key: usize) -> io::Result<()> {
-        self.add_bridge(bridge, key)
+        self.add_bridge(bridge, key, false)
     }
 }
 
@@ -542,10 +553,9 @@ pub(crate) fn is_child(watch: Option<&Watch>, pid: u32) -> bool {
     }
 }
 
-/// Tells whether `pid` still exists, with kill(2) and signal 0.
-///
-/// NOTE: a zombie is reported as `Running` where kill(2) still finds it; the
-/// lane then reports the process once its parent has reaped it.
+/// Tells whether `pid` still exists, with kill(2) and signal 0. A zombie is
+/// `Running` where kill(2) still finds it, so the lane reports it only once
+/// its parent has reaped it.
 pub(crate) fn probe(pid: u32) -> Liveness {
     match to_pid(pid).map(rustix::process::test_kill_process) {
         Some(Err(Errno::SRCH)) | None => Liveness::Gone,
@@ -553,8 +563,7 @@ pub(crate) fn probe(pid: u32) -> Liveness {
     }
 }
 
-/// Returns `pid` itself: thread ids on macOS and the BSDs are not PIDs, so a
-/// PID never names a thread of another process.
+/// Returns `pid` itself; `open_watch` here never reports a PID as a thread.
 pub(crate) fn thread_group(pid: u32) -> Option<u32> {
     Some(pid)
 }

@@ -39,9 +39,10 @@ pub(crate) fn open_watch(pid: u32) -> Result<Watch, OpenError> {
     match rustix::process::pidfd_open(raw, PidfdFlags::empty()) {
         Ok(fd) => Ok(Watch(fd)),
         Err(rustix::io::Errno::SRCH) => Err(OpenError::NotFound),
-        // Without PIDFD_THREAD, EINVAL means the PID is not a thread-group
-        // leader: either a thread id, or a leader that is being released.
-        Err(rustix::io::Errno::INVAL) => match thread_group(pid) {
+        // Without PIDFD_THREAD, the PID is not a thread-group leader: a thread
+        // id, or a leader that is being released. Linux 6.15 and later say so
+        // with ENOENT, older kernels with EINVAL.
+        Err(rustix::io::Errno::INVAL | rustix::io::Errno::NOENT) => match thread_group(pid) {
             Some(tgid) if tgid != pid => Err(OpenError::Thread),
             _ => Err(OpenError::Exiting),
         },
@@ -261,6 +262,9 @@ pub(crate) fn probe(pid: u32) -> Liveness {
             .rfind(')')
             .and_then(|i| stat[i + 1..].split_whitespace().next())
         {
+            // The state is that of the main thread, which can be a zombie
+            // while other threads of the process still run.
+            Some("Z") if thread_count(pid).is_some_and(|threads| threads > 1) => Liveness::Running,
             Some("Z") | Some("X") | Some("x") => Liveness::Zombie,
             Some(_) => Liveness::Running,
             None => Liveness::Gone,
@@ -276,10 +280,19 @@ pub(crate) fn probe(pid: u32) -> Liveness {
 
 /// Returns the thread-group id (the process) that thread `tid` belongs to.
 pub(crate) fn thread_group(tid: u32) -> Option<u32> {
-    let status = fs::read_to_string(format!("/proc/{tid}/status")).ok()?;
+    status_field(tid, "Tgid:")
+}
+
+/// Returns how many threads process `pid` has, from `/proc/PID/status`.
+fn thread_count(pid: u32) -> Option<u32> {
+    status_field(pid, "Threads:")
+}
+
+fn status_field(pid: u32, name: &str) -> Option<u32> {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     status
         .lines()
-        .find_map(|line| line.strip_prefix("Tgid:"))
+        .find_map(|line| line.strip_prefix(name))
         .and_then(|value| value.trim().parse().ok())
 }
 

@@ -54,8 +54,11 @@ pub(crate) struct Ready {
     pub(crate) wait_status: Option<i32>,
 }
 
-/// Why `open_watch` gave no watch.
+/// The reason `open_watch` returned no watch.
 #[derive(Debug)]
+// The kqueue and Windows backends have no threads, no EINVAL race and no
+// descriptor table to fill, so they never build some of these.
+#[cfg_attr(not(any(target_os = "linux", target_os = "android")), allow(dead_code))]
 pub(crate) enum OpenError {
     /// No process has this PID (any more).
     NotFound,
@@ -88,8 +91,10 @@ pub(crate) enum Reap {
     NotChild,
 }
 
-/// What `probe` found out about a process without waiting on it.
+/// The state of a process as `probe` found it, without waiting on it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+// kill(2), which the kqueue backend probes with, cannot tell a zombie.
+#[cfg_attr(not(any(target_os = "linux", target_os = "android")), allow(dead_code))]
 pub(crate) enum Liveness {
     /// The process is running (or stopped).
     Running,

@@ -133,12 +133,19 @@ impl Poller {
         self.inner.notify()
     }
 
-    /// Arms a one-shot wait on `bridge` that `wait` reports under `key`;
-    /// `rearm_bridge` renews it.
+    /// Watches `bridge` under `key` with a one-shot wait, renewed by
+    /// `rearm_bridge`. A `shared` bridge is rejected: `polling` has no
+    /// edge-triggered waitables, and only Linux's overflow shards share one.
     ///
     /// NOTE: `polling` drops every event whose key is `usize::MAX` (its own
     /// notify key), so `key` must be another value.
-    pub(crate) fn add_bridge(&self, bridge: &Bridge, key: usize) -> io::Result<()> {
+    pub(crate) fn add_bridge(&self, bridge: &Bridge, key: usize, shared: bool) -> io::Result<()> {
+        if shared {
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "a shared bridge needs edge-triggered waits, which Windows waitables lack",
+            ));
+        }
         let interest = polling::Event::readable(key);
         // SAFETY: a bridge outlives the pollers it is added to: the engine
         // drops every shard (and its poller) before the bridges it holds.

@@ -69,6 +69,18 @@ pub(crate) fn pidfd_unavailable() -> bool {
     PIDFD_UNAVAILABLE.load(Ordering::Relaxed) != 0
 }
 
+/// Checks `pid` as pidfd_open would, for a process that gets no watch: it
+/// must exist and must not be a thread id.
+fn check_without_watch(pid: u32, known_child: bool) -> Result<(), OpenError> {
+    if !known_child && sys::probe(pid) == Liveness::Gone {
+        return Err(OpenError::NotFound);
+    }
+    match sys::thread_group(pid) {
+        Some(tgid) if tgid != pid => Err(OpenError::Thread),
+        _ => Ok(()),
+    }
+}
+
 /// Opens a watch for `pid` and finds out whether it is our child.
 ///
 /// `watch: false` skips pidfd_open (forced fallback, or no descriptor left).
@@ -80,47 +92,48 @@ pub(crate) fn prepare(
 ) -> Result<Prepared, PrepareError> {
     let mut transient = true;
     let mut fallback = None;
-    let opened = if !watch || pidfd_unavailable() {
+    let outcome = if !watch || pidfd_unavailable() {
         transient = false;
-        None
+        check_without_watch(pid, known_child).map(|()| None)
     } else {
-        match sys::open_watch(pid) {
-            Ok(opened) => Some(opened),
-            // Our own child cannot vanish without being reaped, so someone
-            // else (or the kernel) reaped it: the lane reports it as gone.
-            Err(OpenError::NotFound) if known_child => None,
-            Err(OpenError::NotFound) => {
-                return Err(PrepareError::Rejected(io::Error::new(
-                    io::ErrorKind::NotFound,
-                    format!(
-                        "no process with PID {pid}: it never existed or has already exited and been reaped"
-                    ),
-                )));
+        sys::open_watch(pid).map(Some)
+    };
+    let opened = match outcome {
+        Ok(opened) => opened,
+        // Our own child cannot vanish without being reaped, so someone else
+        // (or the kernel) reaped it: the lane reports it as gone.
+        Err(OpenError::NotFound) if known_child => None,
+        Err(OpenError::NotFound) => {
+            return Err(PrepareError::Rejected(io::Error::new(
+                io::ErrorKind::NotFound,
+                format!(
+                    "no process with PID {pid}: it never existed or has already exited and been reaped"
+                ),
+            )));
+        }
+        Err(OpenError::Thread) => {
+            let process = sys::thread_group(pid)
+                .map(|tgid| format!("process {tgid}"))
+                .unwrap_or_else(|| "another process".to_owned());
+            return Err(PrepareError::Rejected(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "PID {pid} is a thread of {process}, not a process; register the process instead"
+                ),
+            )));
+        }
+        Err(OpenError::Exiting) => None,
+        Err(OpenError::TableFull) => return Err(PrepareError::TableFull),
+        // A permanent error (no pidfd_open before Linux 5.3, or a seccomp
+        // profile that forbids it) is remembered, so later registrations
+        // skip the call.
+        Err(OpenError::Unavailable { error, permanent }) => {
+            if permanent {
+                PIDFD_UNAVAILABLE.store(1, Ordering::Relaxed);
             }
-            Err(OpenError::Thread) => {
-                let process = sys::thread_group(pid)
-                    .map(|tgid| format!("process {tgid}"))
-                    .unwrap_or_else(|| "another process".to_owned());
-                return Err(PrepareError::Rejected(io::Error::new(
-                    io::ErrorKind::InvalidInput,
-                    format!(
-                        "PID {pid} is a thread of {process}, not a process; register the process instead"
-                    ),
-                )));
-            }
-            Err(OpenError::Exiting) => None,
-            Err(OpenError::TableFull) => return Err(PrepareError::TableFull),
-            // A permanent error (no pidfd_open before Linux 5.3, or a seccomp
-            // profile that forbids it) is remembered, so later registrations
-            // skip the call.
-            Err(OpenError::Unavailable { error, permanent }) => {
-                if permanent {
-                    PIDFD_UNAVAILABLE.store(1, Ordering::Relaxed);
-                }
-                transient = !permanent;
-                fallback = Some(error);
-                None
-            }
+            transient = !permanent;
+            fallback = Some(error);
+            None
         }
     };
     let origin = if known_child || sys::is_child(opened.as_ref(), pid) {

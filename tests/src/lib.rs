@@ -4,6 +4,7 @@
 //!
 //! Every helper that blocks takes a timeout and panics when it passes, so a
 //! broken engine fails a test instead of hanging it.
+#![cfg(target_os = "linux")]
 
 use std::fs;
 use std::io::{BufRead, BufReader, Read};

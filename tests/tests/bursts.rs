@@ -1,5 +1,6 @@
 //! Many processes at once: each exit is reported exactly once, and no child
 //! is left a zombie after its event.
+#![cfg(target_os = "linux")]
 
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};

@@ -1,4 +1,5 @@
 //! A panicking exit callback costs neither the other callbacks nor any event.
+#![cfg(target_os = "linux")]
 
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -1,5 +1,6 @@
 //! Timeouts of `Engine::wait` and `wait_procs`: kept when processes are still
 //! running, cut short when all have ended, and non-blocking when zero.
+#![cfg(target_os = "linux")]
 
 use std::collections::HashSet;
 use std::process::{Child, Command, Stdio};

@@ -1,6 +1,7 @@
 //! The fallback lane, forced with `Builder::force_fallback`: it waits without
 //! pidfds, with waitid(2) `P_PID` for children and `/proc` for others, and
 //! must report what the pidfd path reports.
+#![cfg(target_os = "linux")]
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};

@@ -1,5 +1,6 @@
 //! Processes registered by PID that are not children of the test: their exit
 //! is seen at zombie time, and their status only where the kernel kept it.
+#![cfg(target_os = "linux")]
 
 use std::collections::HashSet;
 use std::process::{Child, Stdio};

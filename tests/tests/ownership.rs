@@ -1,5 +1,6 @@
 //! The engine reaps only what it was given: other children's statuses stay
 //! with their owner.
+#![cfg(target_os = "linux")]
 
 use std::collections::HashSet;
 use std::thread;

@@ -1,4 +1,5 @@
 //! Registering, rejecting, deregistering and signalling processes.
+#![cfg(target_os = "linux")]
 
 use std::io::ErrorKind;
 use std::process::{Command, Stdio};

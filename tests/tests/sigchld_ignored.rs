@@ -6,6 +6,7 @@
 //! runs its checks in a copy of this binary that bash starts with
 //! `trap '' CHLD`, because a signal ignored before execve(2) stays ignored
 //! after it. That way the tests need no `unsafe` call to sigaction(2).
+#![cfg(target_os = "linux")]
 
 use std::io::Read;
 use std::process::{Command, Stdio};

@@ -1,6 +1,7 @@
 //! How the engine reports the end of real children: exit codes, deaths by
 //! signal, core dumps, stops, resource usage, and a main thread that exits
 //! before the others.
+#![cfg(target_os = "linux")]
 
 use std::fs;
 use std::os::unix::process::ExitStatusExt;

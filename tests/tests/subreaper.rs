@@ -2,6 +2,7 @@
 //! the processes registered with it, so an adopted orphan stays for the
 //! caller to reap. `PR_SET_CHILD_SUBREAPER` is process-wide, so this file
 //! contains a single test.
+#![cfg(target_os = "linux")]
 
 use std::process::Stdio;
 use std::time::Duration;

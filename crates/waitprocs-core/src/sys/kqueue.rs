@@ -12,7 +12,7 @@
 //!
 //! Other facts the code relies on:
 //! - The kernel sets `EV_ONESHOT` on a `NOTE_EXIT` event itself, and a kqueue
-//!   holds one knote per (ident, filter), so a PID registered twice in one shard
+//!   has one knote per (ident, filter), so a PID registered twice in one shard
 //!   shares one kevent and the poller fans its exit out to every key.
 //! - `NOTE_EXIT` can fire before the process is a zombie, so `reap` may answer
 //!   `NotYet` and the shard then retries on its back-off timer.
@@ -38,7 +38,7 @@ use super::{Liveness, OpenError, Ready, Reap, EVENTS_PER_TURN};
 use crate::status::{ExitStatus, ResourceUsage};
 
 /// What the poller needs to know about one process. The kevent itself is keyed
-/// by PID, so a watch holds no descriptor.
+/// by PID, so a watch has no descriptor.
 #[derive(Debug)]
 pub(crate) struct Watch {
     child: bool,
@@ -300,7 +300,7 @@ impl AsFd for Poller {
 /// Returns the wait status that a `NOTE_EXIT` event carries in `data`, where
 /// the kernel puts one there.
 fn carried_status(flags: ProcessEvents, data: i64) -> Option<i32> {
-    // XNU sets NOTE_EXITSTATUS in the returned flags when `data` holds it.
+    // XNU sets NOTE_EXITSTATUS in the returned flags when `data` contains it.
     #[cfg(target_os = "macos")]
     let carried = flags.bits() & libc::NOTE_EXITSTATUS != 0;
     // Their kernels store W_EXITCODE(code, signal) in `data` for every process.
@@ -374,12 +374,13 @@ mod wake {
             Ok(Self)
         }
 
-        /// The change that adds the user event; `EV_CLEAR` resets it once reported.
+        /// Returns the change that adds the user event. `EV_CLEAR` resets the
+        /// event once it is reported.
         pub(super) fn register(&self) -> Event {
             user(UserFlags::empty(), EventFlags::ADD | EventFlags::CLEAR)
         }
 
-        /// The change that fires the user event.
+        /// Returns the change that fires the user event.
         pub(super) fn trigger(&self) -> Option<Event> {
             Some(user(UserFlags::TRIGGER, EventFlags::ADD))
         }
@@ -409,7 +410,7 @@ mod wake {
             Ok(Self(Bridge::new()?))
         }
 
-        /// The change that adds a level-triggered read event on the pipe.
+        /// Returns the change that adds a level-triggered read event on the pipe.
         pub(super) fn register(&self) -> Event {
             let filter = EventFilter::Read(self.0.read.as_raw_fd());
             Event::new(filter, EventFlags::ADD, std::ptr::null_mut())
@@ -595,7 +596,7 @@ fn to_pid(pid: u32) -> Option<Pid> {
 /// Name of this backend, for logs.
 pub(crate) const BACKEND: &str = "kqueue";
 
-/// A kevent holds no descriptor, so watches never count against RLIMIT_NOFILE.
+/// A kevent uses no descriptor, so watches never count against RLIMIT_NOFILE.
 pub(crate) const WATCH_USES_DESCRIPTOR: bool = false;
 
 /// Returns the soft and hard RLIMIT_NOFILE (getrlimit(2)); `None` means unlimited.

@@ -56,8 +56,8 @@ pub(crate) struct Ready {
 
 /// The reason `open_watch` returned no watch.
 #[derive(Debug)]
-// The kqueue and Windows backends have no threads, no EINVAL race and no
-// descriptor table to fill, so they never build some of these.
+// The kqueue and Windows backends never report the EINVAL race or a full
+// descriptor table, so some variants go unused there.
 #[cfg_attr(not(any(target_os = "linux", target_os = "android")), allow(dead_code))]
 pub(crate) enum OpenError {
     /// No process has this PID (any more).

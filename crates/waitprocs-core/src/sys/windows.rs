@@ -189,7 +189,8 @@ impl Bridge {
 
     /// Resets the event after a wake-up was seen.
     pub(crate) fn drain(&self) {
-        // SAFETY: as in `wake`. ResetEvent fails only for an invalid handle.
+        // SAFETY: as in `wake`. The result is ignored because the handle stays
+        // valid for the bridge's lifetime.
         unsafe { ResetEvent(self.0.as_raw_handle()) };
     }
 }

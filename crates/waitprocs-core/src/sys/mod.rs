@@ -16,8 +16,14 @@
 //!     or the timeout passed. It appends one [`Ready`] per exit and never more
 //!     than [`EVENTS_PER_TURN`]. An interrupted wait (`EINTR`) returns `Ok`.
 //!   - `notify(&self) -> io::Result<()>` wakes a concurrent `wait`.
+//!   - `add_bridge(&self, bridge: &Bridge, key: usize, shared: bool)` watches a
+//!     bridge: one-shot, renewed by `rearm_bridge(&self, bridge, key)`, or, when
+//!     `shared`, edge-triggered and never drained, so that one wake-up reaches
+//!     every poller watching it. A backend may reject `shared`.
 //!   - On Unix it implements `AsFd`, and the descriptor becomes readable when
 //!     `wait` would return an event, so a shard can nest in another event loop.
+//! - `Bridge`: a wake-up object another thread can signal (an eventfd, a pipe,
+//!   an event object) with `new`, `wake` and `drain`.
 //! - `Watch`: what the poller waits on for one process (a pidfd on Linux; on
 //!   kqueue nothing, because the kevent is keyed by PID).
 //!   - `open_watch(pid: u32) -> Result<Watch, OpenError>`.
@@ -32,6 +38,12 @@
 //! - `send_signal(watch: Option<&Watch>, pid: u32, signal: i32) -> io::Result<()>`.
 //! - `thread_group(pid: u32) -> Option<u32>`: the process a thread id belongs to.
 //! - `current_pid() -> u32`.
+//! - `peek_exited_child() -> Option<u32>`: some zombie child, without reaping it.
+//! - Descriptor limits: `WATCH_USES_DESCRIPTOR`, `descriptor_limit()`,
+//!   `raise_descriptor_limit()`, `open_descriptors()` and `EMFILE`.
+//! - `private_descriptor_table(keep: &[&Bridge])` gives the calling thread its
+//!   own descriptor table (Linux only; others return `Unsupported`).
+//! - `BACKEND`: the backend's name, for logs.
 //!
 //! A backend that cannot watch a process sends it to the fallback lane by
 //! returning [`OpenError::Unavailable`]; the lane then polls it with `reap` and

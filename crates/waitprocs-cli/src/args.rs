@@ -1,0 +1,152 @@
+//! Value parsers for durations and PIDs. Clap prefixes their messages with the
+//! rejected value and the option it was given for.
+
+use std::time::Duration;
+
+const DURATION_FORMS: &str =
+    "use seconds as a decimal number (0.5) or a number with a unit: ms, s, m or h (500ms, 2s, 1m, 1h)";
+
+const PID_RANGE: &str = "a PID is a whole number from 1 to 2147483647";
+
+/// Parses a duration: `0.5` (seconds), `500ms`, `2s`, `1m` or `1h`.
+pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
+    if text.is_empty() {
+        return Err(format!("the duration is empty; {DURATION_FORMS}"));
+    }
+    if text.starts_with('-') {
+        return Err(format!("a duration cannot be negative; {DURATION_FORMS}"));
+    }
+    let number_end = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(number_end);
+    let has_digit = number.bytes().any(|b| b.is_ascii_digit());
+    if !has_digit || number.matches('.').count() > 1 {
+        return Err(format!(
+            "not a decimal number with an optional unit; {DURATION_FORMS}"
+        ));
+    }
+    let seconds_per_unit = match unit {
+        "" | "s" => 1.0,
+        "ms" => 0.001,
+        "m" => 60.0,
+        "h" => 3600.0,
+        _ => return Err(format!("unknown unit '{unit}'; {DURATION_FORMS}")),
+    };
+    // Digits and one dot always parse, but a long enough run of digits is infinite.
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("not a decimal number; {DURATION_FORMS}"))?;
+    Duration::try_from_secs_f64(value * seconds_per_unit)
+        .map_err(|_| "the duration is too large to represent".to_owned())
+}
+
+/// Parses a PID: a whole number from 1 to `i32::MAX`, the range of `pid_t`.
+pub(crate) fn parse_pid(text: &str) -> Result<u32, String> {
+    if text.is_empty() {
+        return Err(format!("the PID is empty; {PID_RANGE}"));
+    }
+    let all_digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    if text.strip_prefix('-').is_some_and(all_digits) {
+        return Err(format!("a PID cannot be negative; {PID_RANGE}"));
+    }
+    if !all_digits(text) {
+        return Err(format!("not a whole number; {PID_RANGE}"));
+    }
+    // Parsing straight into u32 makes 2^32 + 1 an overflow instead of wrapping it to 1.
+    match text.parse::<u32>() {
+        Ok(0) => Err(format!("0 is not a process; {PID_RANGE}")),
+        Ok(pid) if pid <= i32::MAX as u32 => Ok(pid),
+        _ => Err(format!("out of range; {PID_RANGE}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn duration_accepts_forms() {
+        let cases = [
+            ("0", Duration::ZERO),
+            ("0.5", Duration::from_millis(500)),
+            ("2", Duration::from_secs(2)),
+            (".25", Duration::from_millis(250)),
+            ("3.", Duration::from_secs(3)),
+            ("500ms", Duration::from_millis(500)),
+            ("1.5ms", Duration::from_micros(1500)),
+            ("2s", Duration::from_secs(2)),
+            ("1m", Duration::from_secs(60)),
+            ("1.5m", Duration::from_secs(90)),
+            ("1h", Duration::from_secs(3600)),
+        ];
+        for (text, expected) in cases {
+            assert_eq!(parse_duration(text), Ok(expected), "{text}");
+        }
+    }
+
+    #[test]
+    fn duration_rejects_invalid() {
+        let cases = [
+            ("", "empty"),
+            ("-1", "negative"),
+            ("-0.5s", "negative"),
+            ("nan", "not a decimal number"),
+            ("NaN", "not a decimal number"),
+            ("inf", "not a decimal number"),
+            ("infinity", "not a decimal number"),
+            ("s", "not a decimal number"),
+            (".", "not a decimal number"),
+            ("1.2.3", "not a decimal number"),
+            ("1e3", "unknown unit 'e3'"),
+            ("5x", "unknown unit 'x'"),
+            ("5 s", "unknown unit ' s'"),
+            ("5S", "unknown unit 'S'"),
+            ("1d", "unknown unit 'd'"),
+            (" 1", "not a decimal number"),
+            ("99999999999999999999999h", "too large"),
+        ];
+        for (text, expected) in cases {
+            let error = parse_duration(text).expect_err(text);
+            assert!(error.contains(expected), "{text}: {error}");
+        }
+    }
+
+    #[test]
+    fn duration_error_lists_forms() {
+        let error = parse_duration("5x").unwrap_err();
+        assert!(error.contains("500ms, 2s, 1m, 1h"), "{error}");
+    }
+
+    #[test]
+    fn pid_accepts_range() {
+        assert_eq!(parse_pid("1"), Ok(1));
+        assert_eq!(parse_pid("007"), Ok(7));
+        assert_eq!(parse_pid("2147483647"), Ok(2_147_483_647));
+    }
+
+    #[test]
+    fn pid_rejects_invalid() {
+        let cases = [
+            ("", "empty"),
+            ("0", "0 is not a process"),
+            ("-1", "negative"),
+            ("-2147483648", "negative"),
+            ("abc", "not a whole number"),
+            ("12abc", "not a whole number"),
+            ("+5", "not a whole number"),
+            ("1.5", "not a whole number"),
+            (" 5", "not a whole number"),
+            ("2147483648", "out of range"),
+            ("4294967295", "out of range"),
+            ("4294967296", "out of range"),
+            ("4294967297", "out of range"),
+            ("18446744073709551615", "out of range"),
+            ("99999999999999999999999999", "out of range"),
+        ];
+        for (text, expected) in cases {
+            let error = parse_pid(text).expect_err(text);
+            assert!(error.contains(expected), "{text}: {error}");
+        }
+    }
+}

@@ -1,0 +1,1044 @@
+//! Runs the built `waitprocs` binary on real processes and checks its reports
+//! and exit statuses.
+
+#![cfg(unix)]
+
+use std::collections::{BTreeSet, HashMap};
+use std::fs::{self, File};
+use std::io::Write;
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_waitprocs");
+
+/// Maximum time any process started by a test may take to end.
+const DEADLINE: Duration = Duration::from_secs(30);
+
+/// A PID that no process can have: Linux caps PIDs at 2^22 (`PID_MAX_LIMIT`).
+const ABSENT_PID: &str = "2147483647";
+
+/// What a run of the tool left behind.
+#[derive(Debug)]
+struct Output {
+    status: ExitStatus,
+    stdout: String,
+    stderr: String,
+}
+
+impl Output {
+    fn code(&self) -> Option<i32> {
+        self.status.code()
+    }
+
+    /// Returns the lines of standard output that are JSON objects, skipping
+    /// whatever the jobs printed.
+    fn records(&self) -> Vec<Value> {
+        self.stdout
+            .lines()
+            .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+            .filter(Value::is_object)
+            .collect()
+    }
+
+    fn record(&self) -> Value {
+        let mut records = self.records();
+        assert_eq!(records.len(), 1, "stdout: {}", self.stdout);
+        records.remove(0)
+    }
+}
+
+/// A run of the tool whose standard output and error go to files, so that a
+/// job still holding them cannot block the test.
+struct Tool {
+    child: Child,
+    stdout: PathBuf,
+    stderr: PathBuf,
+}
+
+fn scratch_path(name: &str) -> PathBuf {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("waitprocs-cli-{}-{n}-{name}", std::process::id()))
+}
+
+impl Tool {
+    fn start(args: &[&str], stdin: Option<&str>) -> Self {
+        Self::start_command(Command::new(BIN).args(args), stdin)
+    }
+
+    fn start_command(command: &mut Command, stdin: Option<&str>) -> Self {
+        let stdout = scratch_path("stdout");
+        let stderr = scratch_path("stderr");
+        command
+            .stdout(File::create(&stdout).unwrap())
+            .stderr(File::create(&stderr).unwrap())
+            .stdin(if stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            });
+        let mut child = command.spawn().expect("start waitprocs");
+        if let Some(text) = stdin {
+            let mut pipe = child.stdin.take().unwrap();
+            // The tool may reject its arguments without reading, closing the pipe.
+            let _ = pipe.write_all(text.as_bytes());
+        }
+        Self {
+            child,
+            stdout,
+            stderr,
+        }
+    }
+
+    fn stdout_so_far(&self) -> String {
+        fs::read_to_string(&self.stdout).unwrap_or_default()
+    }
+
+    fn finish(mut self) -> Output {
+        let status = wait_with_deadline(&mut self.child, DEADLINE);
+        let output = Output {
+            status,
+            stdout: fs::read_to_string(&self.stdout).unwrap(),
+            stderr: fs::read_to_string(&self.stderr).unwrap(),
+        };
+        let _ = fs::remove_file(&self.stdout);
+        let _ = fs::remove_file(&self.stderr);
+        output
+    }
+}
+
+fn tool(args: &[&str]) -> Output {
+    Tool::start(args, None).finish()
+}
+
+fn tool_with_stdin(args: &[&str], stdin: &str) -> Output {
+    Tool::start(args, Some(stdin)).finish()
+}
+
+/// Waits for `child`, killing it and failing the test after `limit`.
+fn wait_with_deadline(child: &mut Child, limit: Duration) -> ExitStatus {
+    let end = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if Instant::now() >= end {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("pid {} still running after {limit:?}", child.id());
+        }
+        thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// A process the test starts and passes to `waitprocs wait` by PID. It is
+/// killed and reaped on drop, so a failing test leaves nothing behind.
+struct Target(Option<Child>);
+
+impl Target {
+    fn sleep(seconds: &str) -> Self {
+        Self(Some(Command::new("sleep").arg(seconds).spawn().unwrap()))
+    }
+
+    fn pid(&self) -> String {
+        self.0.as_ref().unwrap().id().to_string()
+    }
+
+    /// Reaps the process, which must end by itself.
+    fn reap(mut self) -> ExitStatus {
+        wait_with_deadline(self.0.as_mut().unwrap(), DEADLINE)
+    }
+}
+
+impl Drop for Target {
+    fn drop(&mut self) {
+        if let Some(child) = self.0.as_mut() {
+            if child.try_wait().ok().flatten().is_none() {
+                let _ = child.kill();
+                wait_with_deadline(child, DEADLINE);
+            }
+        }
+    }
+}
+
+/// Returns the PIDs of processes in group `pgid` that are still running.
+fn running_in_group(pgid: u64) -> Vec<u64> {
+    let mut members = Vec::new();
+    for entry in fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u64>() else {
+            continue;
+        };
+        let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // The fields after the command name: state, ppid, pgrp.
+        let Some(close) = stat.rfind(')') else {
+            continue;
+        };
+        let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
+        let zombie = matches!(fields.first(), Some(&"Z") | Some(&"X"));
+        if !zombie && fields.get(2).and_then(|g| g.parse().ok()) == Some(pgid) {
+            members.push(pid);
+        }
+    }
+    members
+}
+
+fn assert_group_ends(pgid: u64) {
+    let end = Instant::now() + Duration::from_secs(5);
+    loop {
+        let members = running_in_group(pgid);
+        if members.is_empty() {
+            return;
+        }
+        assert!(
+            Instant::now() < end,
+            "processes of group {pgid} still running: {members:?}"
+        );
+        thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn jobs_file() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/jobs.txt")
+}
+
+fn number(value: &Value, field: &str) -> f64 {
+    value[field]
+        .as_f64()
+        .unwrap_or_else(|| panic!("{field} is not a number in {value}"))
+}
+
+// ---- wait --------------------------------------------------------------
+
+#[test]
+fn wait_non_child_human() {
+    let target = Target::sleep("0.3");
+    let pid = target.pid();
+    let out = tool(&["wait", "--timeout", "20", &pid]);
+    assert_eq!(out.code(), Some(0), "{out:?}");
+    let line = out.stdout.trim_end();
+    let unknown = format!("pid {pid}: exited (status unknown: not a child of waitprocs) after ");
+    // Linux 6.15 and later keep the status once this test has reaped it.
+    let known = format!("pid {pid}: exited with code 0 after ");
+    assert!(
+        line.starts_with(&unknown) || line.starts_with(&known),
+        "{line}"
+    );
+    assert!(line.ends_with('s'), "{line}");
+    assert_eq!(out.stdout.lines().count(), 1);
+    assert!(target.reap().success());
+}
+
+#[test]
+fn wait_non_child_json() {
+    let target = Target::sleep("0.3");
+    let pid = target.pid();
+    let out = tool(&["wait", "--json", "--timeout", "20", &pid]);
+    assert_eq!(out.code(), Some(0), "{out:?}");
+    let record = out.record();
+    assert_eq!(record["pid"].to_string(), pid);
+    let status = record["status"].as_str().unwrap();
+    assert!(status == "unknown" || status == "exited", "{record}");
+    if status == "unknown" {
+        assert!(record["code"].is_null(), "{record}");
+    } else {
+        assert_eq!(record["code"], 0, "{record}");
+    }
+    assert!(record["signal"].is_null(), "{record}");
+    assert!(record["signal_name"].is_null(), "{record}");
+    assert!(record["core_dumped"].is_null(), "{record}");
+    assert_eq!(record["was_child"], false, "{record}");
+    assert_eq!(record["not_found"], false, "{record}");
+    let elapsed = number(&record, "elapsed_ms");
+    assert!((0.0..20_000.0).contains(&elapsed), "{record}");
+    assert!(target.reap().success());
+}
+
+#[test]
+fn wait_timeout_exits_124() {
+    let target = Target::sleep("30");
+    let pid = target.pid();
+    let out = tool(&["wait", "--json", "--timeout", "0.2", &pid]);
+    assert_eq!(out.code(), Some(124), "{out:?}");
+    let record = out.record();
+    assert_eq!(record["pid"].to_string(), pid);
+    assert_eq!(record["status"], "alive");
+    assert!(record["code"].is_null(), "{record}");
+    assert!(record["was_child"].is_null(), "{record}");
+    let elapsed = number(&record, "elapsed_ms");
+    assert!(elapsed >= 200.0, "stopped before the timeout: {record}");
+    assert!(elapsed < 10_000.0, "{record}");
+}
+
+#[test]
+fn wait_timeout_human_alive() {
+    let target = Target::sleep("30");
+    let pid = target.pid();
+    let out = tool(&["wait", "--timeout", "100ms", &pid]);
+    assert_eq!(out.code(), Some(124), "{out:?}");
+    let expected = format!("pid {pid}: alive after ");
+    assert!(out.stdout.starts_with(&expected), "{}", out.stdout);
+}
+
+#[test]
+fn wait_zero_timeout_checks_once() {
+    let target = Target::sleep("30");
+    let out = tool(&["wait", "--timeout", "0", &target.pid()]);
+    assert_eq!(out.code(), Some(124), "{out:?}");
+}
+
+#[test]
+fn wait_any_stops_at_first() {
+    let quick = Target::sleep("0.1");
+    let slow = Target::sleep("30");
+    let out = tool(&["wait", "--any", "--json", &slow.pid(), &quick.pid()]);
+    assert_eq!(out.code(), Some(0), "{out:?}");
+    let records = out.records();
+    assert_eq!(records.len(), 2, "{}", out.stdout);
+    assert_eq!(records[0]["pid"].to_string(), quick.pid());
+    assert_ne!(records[0]["status"], "alive");
+    assert_eq!(records[1]["pid"].to_string(), slow.pid());
+    assert_eq!(records[1]["status"], "alive");
+    assert!(quick.reap().success());
+}
+
+#[test]
+fn wait_count_stops_after_n() {
+    let first = Target::sleep("0.1");
+    let second = Target::sleep("0.2");
+    let slow = Target::sleep("30");
+    let args = [
+        "wait",
+        "--count",
+        "2",
+        "--json",
+        &slow.pid(),
+        &first.pid(),
+        &second.pid(),
+    ];
+    let out = tool(&args);
+    assert_eq!(out.code(), Some(0), "{out:?}");
+    let records = out.records();
+    assert_eq!(records.len(), 3, "{}", out.stdout);
+    let exited: BTreeSet<String> = records[..2].iter().map(|r| r["pid"].to_string()).collect();
+    assert_eq!(exited, BTreeSet::from([first.pid(), second.pid()]));
+    assert_ne!(records[0]["status"], "alive");
+    assert_ne!(records[1]["status"], "alive");
+    assert_eq!(records[2]["pid"].to_string(), slow.pid());
+    assert_eq!(records[2]["status"], "alive");
+    assert!(first.reap().success());
+    assert!(second.reap().success());
+}
+
+#[test]
+fn wait_all_in_detection_order() {
+    let later = Target::sleep("0.4");
+    let sooner = Target::sleep("0.1");
+    let out = tool(&["wait", "--json", &later.pid(), &sooner.pid()]);
+    assert_eq!(out.code(), Some(0), "{out:?}");
+    let records = out.records();
+    assert_eq!(records.len(), 2, "{}", out.stdout);
+    assert_eq!(records[0]["pid"].to_string(), sooner.pid());
+    assert_eq!(records[1]["pid"].to_string(), later.pid());
+    assert!(number(&records[0], "elapsed_ms") <= number(&records[1], "elapsed_ms"));
+    assert!(later.reap().success());
+    assert!(sooner.reap().success());
+}
+
+#[test]
+fn wait_count_above_pids_rejected() {
+    let own = std::process::id().to_string();
+    let out = tool(&["wait", "--count", "2", &own, &own]);
+    assert_eq!(out.code(), Some(2), "{out:?}");
+    assert!(out.stderr.contains("--count 2"), "{}", out.stderr);
+    assert!(out.stderr.contains("1 distinct PIDs"), "{}", out.stderr);
+}
+
+#[test]
+fn wait_bad_count_rejected() {
+    let own = std::process::id().to_string();
+    for args in [
+        vec!["wait", "--count", "0", &own],
+        vec!["wait", "--count", "-1", &own],
+        vec!["wait", "--count", "two", &own],
+        vec!["wait", "--any", "--count", "1", &own],
+        vec!["wait"],
+    ] {
+        let out = tool(&args);
+        assert_eq!(out.code(), Some(2), "{args:?}: {out:?}");
+        assert!(out.stdout.is_empty(), "{args:?}: {out:?}");
+    }
+}
+
+#[test]
+fn wait_duplicate_pids_once() {
+    let target = Target::sleep("0.1");
+    let pid = target.pid();
+    let out = tool(&["wait", "--json", &pid, &pid, &pid]);
+    assert_eq!(out.code(), Some(0), "{out:?}");
+    assert_eq!(out.records().len(), 1, "{}", out.stdout);
+    assert!(target.reap().success());
+}
+
+#[test]
+fn wait_missing_pid_warns() {
+    let out = tool(&["wait", "--json", ABSENT_PID]);
+    assert_eq!(out.code(), Some(1), "{out:?}");
+    assert!(
+        out.stderr
+            .contains("PID 2147483647: no such process; it may have exited already"),
+        "{}",
+        out.stderr
+    );
+    let record = out.record();
+    assert_eq!(record["pid"], 2_147_483_647_u64);
+    assert_eq!(record["status"], "unknown");
+    assert_eq!(record["not_found"], true);
+    assert!(record["code"].is_null(), "{record}");
+}
+
+#[test]
+fn wait_missing_pid_human() {
+    let target = Target::sleep("0.1");
+    let out = tool(&["wait", ABSENT_PID, &target.pid()]);
+    assert_eq!(out.code(), Some(1), "{out:?}");
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(lines.len(), 2, "{}", out.stdout);
+    assert_eq!(
+        lines[0],
+        "pid 2147483647: gone (status unknown: no such process)"
+    );
+    assert!(lines[1].starts_with(&format!("pid {}: exited", target.pid())));
+    assert!(target.reap().success());
+}
+
+#[test]
+fn wait_bad_pids_exit_2() {
+    let cases = [
+        ("abc", "not a whole number"),
+        ("12abc", "not a whole number"),
+        ("1.5", "not a whole number"),
+        ("+5", "not a whole number"),
+        ("0x10", "not a whole number"),
+        ("", "empty"),
+        ("0", "0 is not a process"),
+        ("-5", "cannot be negative"),
+        ("-1", "cannot be negative"),
+        ("2147483648", "out of range"),
+        ("4294967295", "out of range"),
+        ("4294967296", "out of range"),
+        ("4294967297", "out of range"),
+        ("18446744073709551615", "out of range"),
+        ("99999999999999999999999", "out of range"),
+    ];
+    for (value, reason) in cases {
+        let out = tool(&["wait", "--timeout", "5", value]);
+        assert_eq!(out.code(), Some(2), "{value}: {out:?}");
+        assert!(out.stdout.is_empty(), "{value}: {out:?}");
+        assert!(
+            out.stderr.contains(&format!("'{value}'")),
+            "{value}: {}",
+            out.stderr
+        );
+        assert!(out.stderr.contains(reason), "{value}: {}", out.stderr);
+        assert!(
+            out.stderr.contains("1 to 2147483647"),
+            "{value}: {}",
+            out.stderr
+        );
+    }
+}
+
+#[test]
+fn wait_own_pid_exit_2() {
+    // exec keeps the PID of sh, which the shell passes as $$.
+    let mut command = Command::new("sh");
+    command.args(["-c", r#"exec "$0" wait --timeout 5 "$$""#, BIN]);
+    let out = Tool::start_command(&mut command, None).finish();
+    assert_eq!(out.code(), Some(2), "{out:?}");
+    assert!(out.stderr.contains("itself"), "{}", out.stderr);
+    assert!(out.stdout.is_empty(), "{out:?}");
+}
+
+#[test]
+fn wait_thread_id_exit_2() {
+    let (tid_sender, tid_receiver) = mpsc::channel();
+    let (stop_sender, stop_receiver) = mpsc::channel::<()>();
+    let thread = thread::spawn(move || {
+        // The link reads "PID/task/TID".
+        let link = fs::read_link("/proc/thread-self").unwrap();
+        let tid = link.file_name().unwrap().to_string_lossy().into_owned();
+        tid_sender.send(tid).unwrap();
+        let _ = stop_receiver.recv_timeout(DEADLINE);
+    });
+    let tid = tid_receiver.recv_timeout(DEADLINE).unwrap();
+    assert_ne!(tid, std::process::id().to_string());
+
+    let out = tool(&["wait", "--timeout", "5", &tid]);
+    stop_sender.send(()).unwrap();
+    thread.join().unwrap();
+    assert_eq!(out.code(), Some(2), "{out:?}");
+    assert!(out.stderr.contains(&tid), "{}", out.stderr);
+    assert!(out.stderr.contains("thread"), "{}", out.stderr);
+}
+
+// ---- durations ---------------------------------------------------------
+
+#[test]
+fn bad_durations_exit_2() {
+    let own = std::process::id().to_string();
+    let values = [
+        "", "-1", "-0.5", "-1s", "nan", "NaN", "inf", "-inf", "infinity", "5x", "1d", "2 s",
+        "1.2.3", "1e3", "s", ".", "0x10",
+    ];
+    for value in values {
+        for subcommand in ["wait", "run"] {
+            let option = format!("--timeout={value}");
+            let args = match subcommand {
+                "wait" => vec!["wait", option.as_str(), own.as_str()],
+                _ => vec!["run", option.as_str(), "--", "true"],
+            };
+            let out = tool(&args);
+            assert_eq!(out.code(), Some(2), "{args:?}: {out:?}");
+            assert!(out.stdout.is_empty(), "{args:?}: {out:?}");
+            assert!(
+                out.stderr.contains(&format!("'{value}'")),
+                "{args:?}: {}",
+                out.stderr
+            );
+            assert!(
+                out.stderr.contains("500ms, 2s, 1m, 1h"),
+                "{args:?}: {}",
+                out.stderr
+            );
+        }
+    }
+}
+
+#[test]
+fn negative_duration_separate_argument() {
+    let out = tool(&["run", "--timeout", "-1", "--", "true"]);
+    assert_eq!(out.code(), Some(2), "{out:?}");
+    assert!(out.stderr.contains("'-1'"), "{}", out.stderr);
+    assert!(out.stderr.contains("cannot be negative"), "{}", out.stderr);
+}
+
+#[test]
+fn kill_after_rejects_bad_duration() {
+    let out = tool(&[
+        "run",
+        "--timeout",
+        "1",
+        "--kill-after",
+        "soon",
+        "--",
+        "true",
+    ]);
+    assert_eq!(out.code(), Some(2), "{out:?}");
+    assert!(out.stderr.contains("'soon'"), "{}", out.stderr);
+}
+
+#[test]
+fn durations_accept_units() {
+    for value in ["0.5", "500ms", "2s", "1m", "1h", "3"] {
+        let out = tool(&["run", "--timeout", value, "--", "true"]);
+        assert_eq!(out.code(), Some(0), "{value}: {out:?}");
+    }
+}
+
+// ---- run ---------------------------------------------------------------
+
+#[test]
+fn run_success_exits_0() {
+    let out = tool(&["run", "--", "true"]);
+    assert_eq!(out.code(), Some(0), "{out:?}");
+    let line = out.stdout.trim_end();
+    assert!(line.starts_with("job 1 [pid "), "{line}");
+    assert!(
+        line.contains("] `true`: exited with code 0 after "),
+        "{line}"
+    );
+    assert!(
+        out.stderr.contains("1 job: 1 succeeded, 0 failed"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn run_failure_json_fields() {
+    let out = tool(&["run", "--json", "--", "sh", "-c", "exit 3"]);
+    assert_eq!(out.code(), Some(1), "{out:?}");
+    let record = out.record();
+    assert_eq!(record["job"], 1);
+    assert!(record["line"].is_null(), "{record}");
+    assert_eq!(record["command"], "sh -c 'exit 3'");
+    assert!(
+        record["pid"].as_u64().is_some_and(|pid| pid > 0),
+        "{record}"
+    );
+    assert_eq!(record["status"], "exited");
+    assert_eq!(record["code"], 3);
+    assert!(record["signal"].is_null(), "{record}");
+    assert!(record["signal_name"].is_null(), "{record}");
+    assert!(record["core_dumped"].is_null(), "{record}");
+    assert_eq!(record["timed_out"], false);
+    assert_eq!(record["sigkill_sent"], false);
+    assert!(record["error"].is_null(), "{record}");
+    assert!(number(&record, "elapsed_ms") >= 0.0, "{record}");
+    assert!(number(&record, "start_ms") >= 0.0, "{record}");
+    assert!(number(&record, "user_ms") >= 0.0, "{record}");
+    assert!(number(&record, "system_ms") >= 0.0, "{record}");
+    assert!(number(&record, "max_rss_kib") > 0.0, "{record}");
+}
+
+#[test]
+fn run_signaled_json_fields() {
+    let out = tool(&["run", "--json", "--", "sh", "-c", "kill -KILL $$"]);
+    assert_eq!(out.code(), Some(1), "{out:?}");
+    let record = out.record();
+    assert_eq!(record["status"], "signaled");
+    assert_eq!(record["signal"], 9);
+    assert_eq!(record["signal_name"], "SIGKILL");
+    assert_eq!(record["core_dumped"], false);
+    assert!(record["code"].is_null(), "{record}");
+}
+
+#[test]
+fn run_direct_uses_no_shell() {
+    let out = tool(&["run", "--json", "--", "exit 3"]);
+    assert_eq!(out.code(), Some(1), "{out:?}");
+    let record = out.record();
+    assert_eq!(record["status"], "failed_to_start");
+    assert_eq!(record["command"], "'exit 3'");
+    assert!(record["pid"].is_null(), "{record}");
+    assert!(record["elapsed_ms"].is_null(), "{record}");
+    assert!(record["user_ms"].is_null(), "{record}");
+    let error = record["error"].as_str().unwrap();
+    assert!(error.contains("No such file or directory"), "{error}");
+}
+
+#[test]
+fn run_spawn_failure_human() {
+    let out = tool(&["run", "--", "/nonexistent/program", "arg"]);
+    assert_eq!(out.code(), Some(1), "{out:?}");
+    assert_eq!(
+        out.stdout.trim_end(),
+        "job 1 `/nonexistent/program arg`: failed to start: No such file or directory (os error 2)"
+    );
+    assert!(out.stderr.contains("1 failed to start"), "{}", out.stderr);
+}
+
+#[test]
+fn run_spawn_failures_do_not_stop() {
+    // Without a PATH that contains sh, no job can start, and each is reported.
+    let mut command = Command::new(BIN);
+    command
+        .args(["run", "--json", "--file", "-"])
+        .env("PATH", "/nonexistent");
+    let out = Tool::start_command(&mut command, Some("true\nfalse\nexit 3\n")).finish();
+    assert_eq!(out.code(), Some(1), "{out:?}");
+    let records = out.records();
+    assert_eq!(records.len(), 3, "{}", out.stdout);
+    for (index, record) in records.iter().enumerate() {
+        assert_eq!(record["job"], index + 1);
+        assert_eq!(record["status"], "failed_to_start");
+        assert!(
+            record["error"].as_str().unwrap().contains("os error 2"),
+            "{record}"
+        );
+    }
+}
+
+#[test]
+fn run_timeout_sends_sigterm() {
+    let out = tool(&["run", "--json", "--timeout", "0.3", "--", "sleep", "30"]);
+    assert_eq!(out.code(), Some(1), "{out:?}");
+    let record = out.record();
+    assert_eq!(record["status"], "signaled");
+    assert_eq!(record["signal_name"], "SIGTERM");
+    assert_eq!(record["timed_out"], true);
+    assert_eq!(record["sigkill_sent"], false);
+    let elapsed = number(&record, "elapsed_ms");
+    assert!(elapsed >= 300.0, "ended before the timeout: {record}");
+    assert!(elapsed < 5_000.0, "{record}");
+    assert!(out.stderr.contains("(1 timed out)"), "{}", out.stderr);
+}
+
+#[test]
+fn run_timeout_human_line() {
+    let out = tool(&["run", "--timeout", "0.1", "--", "sleep", "30"]);
+    assert_eq!(out.code(), Some(1), "{out:?}");
+    let line = out.stdout.trim_end();
+    assert!(
+        line.contains("`sleep 30`: timed out (SIGTERM after 0.1"),
+        "{line}"
+    );
+    assert!(
+        line.contains("); killed by signal 15 (SIGTERM) after "),
+        "{line}"
+    );
+}
+
+#[test]
+fn run_timeout_escalates_to_sigkill() {
+    let out = tool_with_stdin(
+        &[
+            "run",
+            "--json",
+            "--timeout",
+            "0.2",
+            "--kill-after",
+            "0.3",
+            "--file",
+            "-",
+        ],
+        "trap '' TERM; sleep 30\n",
+    );
+    assert_eq!(out.code(), Some(1), "{out:?}");
+    let record = out.record();
+    assert_eq!(record["status"], "signaled");
+    assert_eq!(record["signal_name"], "SIGKILL");
+    assert_eq!(record["timed_out"], true);
+    assert_eq!(record["sigkill_sent"], true);
+    let elapsed = number(&record, "elapsed_ms");
+    assert!(elapsed >= 500.0, "killed before the grace ended: {record}");
+    assert!(elapsed < 10_000.0, "{record}");
+    // The shell's own `sleep 30` is in the job's group and got SIGKILL too.
+    assert_group_ends(record["pid"].as_u64().unwrap());
+}
+
+#[test]
+fn run_timeout_spares_quick_jobs() {
+    let out = tool(&["run", "--json", "--timeout", "5", "--", "sleep", "0.1"]);
+    assert_eq!(out.code(), Some(0), "{out:?}");
+    let record = out.record();
+    assert_eq!(record["status"], "exited");
+    assert_eq!(record["timed_out"], false);
+}
+
+#[test]
+fn run_stdin_job_list() {
+    let out = tool_with_stdin(
+        &["run", "--json", "--file", "-"],
+        "# comment\n\ntrue\n  # indented comment\nexit 4\n",
+    );
+    assert_eq!(out.code(), Some(1), "{out:?}");
+    let mut records = out.records();
+    records.sort_by_key(|record| record["job"].as_u64());
+    assert_eq!(records.len(), 2, "{}", out.stdout);
+    assert_eq!(records[0]["line"], 3);
+    assert_eq!(records[0]["command"], "true");
+    assert_eq!(records[0]["code"], 0);
+    assert_eq!(records[1]["line"], 5);
+    assert_eq!(records[1]["command"], "exit 4");
+    assert_eq!(records[1]["code"], 4);
+}
+
+#[test]
+fn run_all_succeed_exits_0() {
+    let out = tool_with_stdin(&["run", "--file", "-"], "true\nexit 0\nsleep 0.1\n");
+    assert_eq!(out.code(), Some(0), "{out:?}");
+    assert_eq!(out.stdout.lines().count(), 3, "{}", out.stdout);
+    assert!(
+        out.stderr.contains("3 jobs: 3 succeeded, 0 failed"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn run_empty_file_exits_0() {
+    let out = tool_with_stdin(&["run", "--file", "-"], "# nothing\n\n");
+    assert_eq!(out.code(), Some(0), "{out:?}");
+    assert!(out.stdout.is_empty(), "{out:?}");
+    assert!(out.stderr.contains("no jobs"), "{}", out.stderr);
+}
+
+#[test]
+fn run_missing_file_exits_1() {
+    let out = tool(&["run", "--file", "/nonexistent/jobs.txt"]);
+    assert_eq!(out.code(), Some(1), "{out:?}");
+    assert!(
+        out.stderr.contains("'/nonexistent/jobs.txt'"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("No such file or directory"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn run_jobs_limit_respected() {
+    let out = tool_with_stdin(
+        &["run", "--jobs", "2", "--json", "--file", "-"],
+        &"sleep 0.2\n".repeat(5),
+    );
+    assert_eq!(out.code(), Some(0), "{out:?}");
+    let spans: Vec<(f64, f64)> = out
+        .records()
+        .iter()
+        .map(|r| {
+            let start = number(r, "start_ms");
+            (start, start + number(r, "elapsed_ms"))
+        })
+        .collect();
+    assert_eq!(spans.len(), 5);
+    // A job starts only after the exit of the one it replaces is detected.
+    let max_concurrent = spans
+        .iter()
+        .map(|&(start, _)| {
+            spans
+                .iter()
+                .filter(|&&(s, e)| s <= start && start < e)
+                .count()
+        })
+        .max()
+        .unwrap();
+    assert_eq!(max_concurrent, 2, "{spans:?}");
+}
+
+#[test]
+fn run_bad_arguments_exit_2() {
+    let cases: [&[&str]; 9] = [
+        &["run"],
+        &["run", "--"],
+        &["run", "--file", "-", "--", "true"],
+        &["run", "--kill-after", "1", "--", "true"],
+        &["run", "--jobs", "0", "--", "true"],
+        &["run", "--jobs", "-1", "--", "true"],
+        &["run", "--jobs", "many", "--", "true"],
+        &["run", "--no-such-option", "--", "true"],
+        &["frobnicate"],
+    ];
+    for args in cases {
+        let out = tool(args);
+        assert_eq!(out.code(), Some(2), "{args:?}: {out:?}");
+        assert!(out.stdout.is_empty(), "{args:?}: {out:?}");
+    }
+}
+
+#[test]
+fn run_closed_stdout_ends_quietly() {
+    let stderr = scratch_path("stderr");
+    let mut child = Command::new(BIN)
+        .args(["run", "--jobs", "4", "--file", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(File::create(&stderr).unwrap())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all("true\n".repeat(20).as_bytes()).unwrap();
+    drop(stdin);
+    let status = wait_with_deadline(&mut child, DEADLINE);
+    let messages = fs::read_to_string(&stderr).unwrap();
+    let _ = fs::remove_file(&stderr);
+    assert_eq!(status.code(), Some(1), "{messages}");
+    assert!(!messages.contains("panicked"), "{messages}");
+    assert!(!messages.contains("Broken pipe"), "{messages}");
+}
+
+#[test]
+fn wait_closed_stdout_ends_quietly() {
+    let stderr = scratch_path("stderr");
+    let mut child = Command::new(BIN)
+        .args(["wait", ABSENT_PID])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(File::create(&stderr).unwrap())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let status = wait_with_deadline(&mut child, DEADLINE);
+    let messages = fs::read_to_string(&stderr).unwrap();
+    let _ = fs::remove_file(&stderr);
+    assert_eq!(status.code(), Some(1), "{messages}");
+    assert!(!messages.contains("panicked"), "{messages}");
+}
+
+#[test]
+fn run_forwards_sigterm_to_jobs() {
+    let tool = Tool::start(
+        &["run", "--json", "--jobs", "2", "--file", "-"],
+        Some("echo ready; sleep 30\nsleep 30\nsleep 30\n"),
+    );
+    let end = Instant::now() + DEADLINE;
+    while !tool.stdout_so_far().contains("ready") {
+        assert!(Instant::now() < end, "the first job never started");
+        thread::sleep(Duration::from_millis(10));
+    }
+    let sent = Command::new("kill")
+        .args(["-TERM", &tool.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+
+    let out = tool.finish();
+    assert_eq!(out.status.signal(), Some(15), "{out:?}");
+    assert!(out.stderr.contains("received SIGTERM"), "{}", out.stderr);
+    assert!(out.stderr.contains("1 not started"), "{}", out.stderr);
+    let records = out.records();
+    assert_eq!(records.len(), 2, "{}", out.stdout);
+    for record in &records {
+        assert_eq!(record["signal_name"], "SIGTERM", "{record}");
+        assert_eq!(record["timed_out"], false, "{record}");
+        assert_group_ends(record["pid"].as_u64().unwrap());
+    }
+}
+
+// ---- the example job file ----------------------------------------------
+
+/// How a job of examples/jobs.txt must end, from its `# expect:` comment.
+#[derive(Debug, Clone, PartialEq)]
+enum Expected {
+    Exit(i64),
+    Signal(String),
+}
+
+/// Returns each job of the example file by line number, with its command
+/// and expected end.
+fn expected_jobs() -> Vec<(usize, String, Expected)> {
+    let text = fs::read_to_string(jobs_file()).unwrap();
+    let mut current = None;
+    let mut jobs = Vec::new();
+    for (index, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if let Some(rule) = line.strip_prefix("# expect:") {
+            current = Some(match rule.trim().split_once(' ') {
+                Some(("exit", code)) => Expected::Exit(code.parse().unwrap()),
+                Some(("signal", name)) => Expected::Signal(name.to_owned()),
+                _ => panic!("line {}: bad expectation {rule:?}", index + 1),
+            });
+        } else if !line.is_empty() && !line.starts_with('#') {
+            let expected = current.clone().expect("a job before any `# expect:`");
+            jobs.push((index + 1, line.to_owned(), expected));
+        }
+    }
+    jobs
+}
+
+#[test]
+fn example_file_has_fifty_jobs() {
+    let jobs = expected_jobs();
+    assert!(jobs.len() >= 50, "{} jobs", jobs.len());
+    let codes: BTreeSet<i64> = jobs
+        .iter()
+        .filter_map(|(_, _, expected)| match expected {
+            Expected::Exit(code) => Some(*code),
+            Expected::Signal(_) => None,
+        })
+        .collect();
+    for code in [0, 1, 2, 126, 127, 255] {
+        assert!(codes.contains(&code), "no job exits with {code}");
+    }
+}
+
+#[test]
+fn example_file_json_matches() {
+    let path = jobs_file();
+    let out = tool(&[
+        "run",
+        "--jobs",
+        "8",
+        "--json",
+        "--file",
+        path.to_str().unwrap(),
+    ]);
+    assert_eq!(out.code(), Some(1), "{out:?}");
+    let expected = expected_jobs();
+    let records = out.records();
+    assert_eq!(records.len(), expected.len(), "{}", out.stdout);
+
+    let by_line: HashMap<u64, &Value> = records
+        .iter()
+        .map(|record| (record["line"].as_u64().unwrap(), record))
+        .collect();
+    assert_eq!(by_line.len(), expected.len(), "a line was reported twice");
+    for (number, (line, command, expected)) in expected.iter().enumerate() {
+        let record = by_line[&(*line as u64)];
+        assert_eq!(record["job"], number + 1, "{record}");
+        assert_eq!(record["command"], command.as_str(), "{record}");
+        assert_eq!(record["timed_out"], false, "{record}");
+        match expected {
+            Expected::Exit(code) => {
+                assert_eq!(record["status"], "exited", "{record}");
+                assert_eq!(record["code"], *code, "{record}");
+            }
+            Expected::Signal(name) => {
+                assert_eq!(record["status"], "signaled", "{record}");
+                assert_eq!(record["signal_name"], name.as_str(), "{record}");
+                assert_eq!(record["core_dumped"], false, "{record}");
+            }
+        }
+    }
+    let succeeded = expected
+        .iter()
+        .filter(|(_, _, e)| *e == Expected::Exit(0))
+        .count();
+    let summary = format!(
+        "{} jobs: {succeeded} succeeded, {} failed",
+        expected.len(),
+        expected.len() - succeeded
+    );
+    assert!(out.stderr.contains(&summary), "{}", out.stderr);
+}
+
+#[test]
+fn example_file_human_matches() {
+    let path = jobs_file();
+    let out = tool(&["run", "--jobs", "8", "--file", path.to_str().unwrap()]);
+    assert_eq!(out.code(), Some(1), "{out:?}");
+    let reports: HashMap<usize, &str> = out
+        .stdout
+        .lines()
+        .filter_map(|line| {
+            let rest = line.strip_prefix("job ")?;
+            let (number, _) = rest.split_once(' ')?;
+            Some((number.parse().ok()?, line))
+        })
+        .collect();
+    let expected = expected_jobs();
+    assert_eq!(reports.len(), expected.len(), "{}", out.stdout);
+    for (index, (_, command, expected)) in expected.iter().enumerate() {
+        let line = reports[&(index + 1)];
+        assert!(line.contains(&format!("] `{command}`: ")), "{line}");
+        let outcome = match expected {
+            Expected::Exit(code) => format!("`: exited with code {code} after "),
+            Expected::Signal(name) => format!(" ({name}) after "),
+        };
+        assert!(line.contains(&outcome), "{line}");
+    }
+}
+
+// ---- help --------------------------------------------------------------
+
+#[test]
+fn help_documents_exit_codes() {
+    let out = tool(&["--help"]);
+    assert_eq!(out.code(), Some(0), "{out:?}");
+    for text in ["Exit status:", "124", "500ms, 2s, 1m, 1h"] {
+        assert!(out.stdout.contains(text), "missing {text:?}");
+    }
+    let run = tool(&["run", "--help"]);
+    for text in ["--kill-after", "SIGKILL", "process group", "Exit status:"] {
+        assert!(run.stdout.contains(text), "missing {text:?}");
+    }
+    let wait = tool(&["wait", "--help"]);
+    for text in ["not a child of waitprocs", "more than once", "124"] {
+        assert!(wait.stdout.contains(text), "missing {text:?}");
+    }
+}

@@ -16,7 +16,7 @@ use crate::budget::Budget;
 use crate::delivery::{warn_fallback_once, Delivery, OnEveryExit, OnExit};
 use crate::event::{Alive, ExitEvent, Key};
 use crate::overflow::{Command, Overflow};
-use crate::shard::{self, PrepareError, Prepared, RawExit, Shard};
+use crate::shard::{self, PrepareError, Prepared, RawExit, Shard, Target};
 use crate::sys::{self, Bridge};
 
 /// Environment variable that forces the fallback lane in every engine built
@@ -44,6 +44,9 @@ struct Payload<T> {
     keep: bool,
     on_exit: Option<OnExit<T>>,
 }
+
+/// How long [`Engine::terminate_all`] waits after SIGKILL.
+pub const KILL_WAIT: Duration = Duration::from_secs(5);
 
 /// Largest number of shards an engine can have (keys reserve 8 bits for it).
 pub const MAX_SHARDS: usize = 256;
@@ -91,6 +94,7 @@ pub struct Registration<T> {
     pid: u32,
     child: Option<Child>,
     keep: bool,
+    start_time: Option<u64>,
     data: T,
     on_exit: Option<OnExit<T>>,
 }
@@ -116,6 +120,7 @@ impl<T> Registration<T> {
             pid,
             child: None,
             keep: false,
+            start_time: None,
             data,
             on_exit: None,
         }
@@ -129,6 +134,7 @@ impl<T> Registration<T> {
             pid: child.id(),
             child: Some(child),
             keep: false,
+            start_time: None,
             data,
             on_exit: None,
         }
@@ -140,6 +146,19 @@ impl<T> Registration<T> {
     /// [`ExitEvent::child`](crate::ExitEvent::child).
     pub fn keep_status(mut self) -> Self {
         self.keep = true;
+        self
+    }
+
+    /// Accepts the process only if its start time is `start_time`, as read
+    /// by [`process_start_time`](crate::process_start_time) when the caller
+    /// first saw it. This tells a PID that was reused by a newer process
+    /// apart from the one meant, as psutil does with the creation time.
+    ///
+    /// The check runs once the pidfd is open, when the PID can no longer move
+    /// to another process. A mismatch makes [`Engine::register`] fail with
+    /// `NotFound`.
+    pub fn expect_start_time(mut self, start_time: u64) -> Self {
+        self.start_time = Some(start_time);
         self
     }
 
@@ -554,7 +573,12 @@ impl<T: Send + 'static> Engine<T> {
                 format!("invalid PID {pid}: it is this process itself, which cannot wait for its own exit"),
             ));
         }
-        let known_child = registration.child.is_some();
+        let target = Target {
+            pid,
+            known_child: registration.child.is_some(),
+            keep: registration.keep,
+            start_time: registration.start_time,
+        };
         let keep = registration.keep;
         let payload = Payload {
             data: registration.data,
@@ -563,7 +587,7 @@ impl<T: Send + 'static> Engine<T> {
             on_exit: registration.on_exit,
         };
         self.inner.delivery.expect_one();
-        let result = self.route(pid, known_child, keep, payload);
+        let result = self.route(target, payload);
         match &result {
             Ok(key) => tracing::trace!(pid, key = %key, "registered"),
             Err(_) => self.inner.delivery.cancel_one(),
@@ -573,20 +597,15 @@ impl<T: Send + 'static> Engine<T> {
 
     /// Places a process: a pidfd in a base shard while the budget lasts, then
     /// an overflow shard, then the fallback lane.
-    fn route(
-        &self,
-        pid: u32,
-        known_child: bool,
-        keep: bool,
-        payload: Payload<T>,
-    ) -> io::Result<Key> {
+    fn route(&self, target: Target, payload: Payload<T>) -> io::Result<Key> {
+        let pid = target.pid;
         let base = &self.inner.shards[self.pick_shard()];
         if self.inner.force_fallback {
-            let prepared = rejected(shard::prepare(pid, known_child, keep, false))?;
+            let prepared = rejected(shard::prepare(target, false))?;
             return Ok(self.insert_base(base, pid, prepared, false, payload));
         }
         if self.inner.budget.try_acquire() {
-            match shard::prepare(pid, known_child, keep, true) {
+            match shard::prepare(target, true) {
                 Ok(prepared) => return Ok(self.insert_base(base, pid, prepared, true, payload)),
                 Err(PrepareError::Rejected(error)) => {
                     self.inner.budget.release();
@@ -596,14 +615,14 @@ impl<T: Send + 'static> Engine<T> {
                 Err(PrepareError::TableFull) => self.inner.budget.release(),
             }
         }
-        let payload = match self.register_overflow(pid, known_child, keep, payload) {
+        let payload = match self.register_overflow(target, payload) {
             Ok(key) => return Ok(key),
             Err(Overflowed::Rejected(error)) => return Err(error),
             Err(Overflowed::NoRoom(payload)) => payload,
         };
         // No table has room: the lane waits, and promotes the process to a
         // pidfd when the budget frees up.
-        let mut prepared = rejected(shard::prepare(pid, known_child, keep, false))?;
+        let mut prepared = rejected(shard::prepare(target, false))?;
         prepared.transient = !shard::pidfd_unavailable();
         warn_fallback_once(&io::Error::from_raw_os_error(sys::EMFILE));
         Ok(self.insert_base(base, pid, prepared, false, payload))
@@ -626,13 +645,7 @@ impl<T: Send + 'static> Engine<T> {
     }
 
     /// Registers a process on an overflow shard with room, starting one if needed.
-    fn register_overflow(
-        &self,
-        pid: u32,
-        known_child: bool,
-        keep: bool,
-        payload: Payload<T>,
-    ) -> Result<Key, Overflowed<T>> {
+    fn register_overflow(&self, target: Target, payload: Payload<T>) -> Result<Key, Overflowed<T>> {
         if !self.inner.overflow_enabled {
             return Err(Overflowed::NoRoom(payload));
         }
@@ -677,9 +690,7 @@ impl<T: Send + 'static> Engine<T> {
         // Park the payload first: the exit may be handed over before the reply.
         self.parked().insert(ticket, payload);
         let reply = self.overflows()[position].call(|reply| Command::Register {
-            pid,
-            known_child,
-            keep,
+            target,
             ticket,
             reply,
         });
@@ -783,6 +794,45 @@ impl<T: Send + 'static> Engine<T> {
             return self.inner.shards[key.shard()].signal(key, signal);
         }
         self.overflow_call(key, |reply| Command::Signal { key, signal, reply })?
+    }
+
+    /// Ends every registered process: sends SIGTERM, waits up to `grace` for
+    /// them to exit, sends SIGKILL to those left, and waits up to
+    /// [`KILL_WAIT`] more. Returns every exit taken during the call and the
+    /// processes that outlived SIGKILL (a process in uninterruptible sleep, or
+    /// one this process may not signal).
+    ///
+    /// Signals go through each process's pidfd, so a recycled PID is never
+    /// hit. On Windows both steps terminate the process. Exits are taken from
+    /// the same queue as [`wait`](Self::wait), so do not call both at once.
+    ///
+    /// # Errors
+    ///
+    /// The OS error if waiting on the poller fails (epoll_wait(2)). Failures to
+    /// signal one process (it exited meanwhile, or `EPERM`) are not errors:
+    /// such a process shows up in `gone` or `alive`.
+    pub fn terminate_all(&self, grace: Duration) -> io::Result<WaitOutcome<T>> {
+        let (terminate, kill) = sys::SIGNALS_TERMINATE_KILL;
+        let mut gone = Vec::new();
+        for (step, (signal, limit)) in [(terminate, grace), (kill, KILL_WAIT)]
+            .into_iter()
+            .enumerate()
+        {
+            let alive = self.alive();
+            if alive.is_empty() {
+                break;
+            }
+            for process in &alive {
+                // ESRCH: it exited after `alive` was read; the wait reports it.
+                let _ = self.signal(process.key, signal);
+            }
+            tracing::debug!(step, signal, processes = alive.len(), "terminating");
+            gone.extend(self.wait(WaitFor::All, Some(limit))?.gone);
+        }
+        Ok(WaitOutcome {
+            gone,
+            alive: self.alive(),
+        })
     }
 
     /// Runs one turn on the caller's thread: waits up to `timeout` (`None`:

@@ -83,13 +83,27 @@ mod sys;
 
 pub use delivery::panic_message;
 
+/// Returns the start time of process `pid`, an opaque number that stays the
+/// same for the life of the process and differs for a later process that
+/// reuses the PID. On Linux it is the start time in clock ticks since boot
+/// (`/proc/PID/stat`, field 22). Pass it to
+/// [`Registration::expect_start_time`].
+///
+/// # Errors
+///
+/// `NotFound` if no process has this PID; `Unsupported` on platforms other
+/// than Linux.
+pub fn process_start_time(pid: u32) -> std::io::Result<u64> {
+    sys::start_time(pid)
+}
+
 /// The channel types of [`Engine::events`], from `crossbeam-channel`.
 pub mod channel {
     pub use crossbeam_channel::{Receiver, RecvError, RecvTimeoutError, TryRecvError};
 }
 pub use engine::{
     Builder, Deregistered, Engine, Registration, Stats, WaitFor, WaitOutcome, BACKEND_ENV,
-    MAX_SHARDS,
+    KILL_WAIT, MAX_SHARDS,
 };
 pub use event::{Alive, ExitEvent, Key};
 pub use status::{signal_name, ExitStatus, ResourceUsage};

@@ -20,16 +20,14 @@ use crossbeam_channel::{Receiver, Sender};
 
 use crate::budget::Budget;
 use crate::event::Key;
-use crate::shard::{self, PrepareError, RawExit, Shard};
+use crate::shard::{self, PrepareError, RawExit, Shard, Target};
 use crate::sys::{self, Bridge};
 
 /// A request to an overflow shard. Each carries its reply channel.
 #[derive(Debug)]
 pub(crate) enum Command {
     Register {
-        pid: u32,
-        known_child: bool,
-        keep: bool,
+        target: Target,
         ticket: u64,
         reply: Sender<Result<Registered, PrepareError>>,
     },
@@ -214,14 +212,12 @@ fn run(
 fn handle(shard: &Shard<u64>, command: Command) {
     match command {
         Command::Register {
-            pid,
-            known_child,
-            keep,
+            target,
             ticket,
             reply,
         } => {
-            let result = shard::prepare(pid, known_child, keep, true).map(|prepared| {
-                let (key, fallback) = shard.insert(pid, prepared, true, ticket);
+            let result = shard::prepare(target, true).map(|prepared| {
+                let (key, fallback) = shard.insert(target.pid, prepared, true, ticket);
                 Registered { key, fallback }
             });
             if result.is_err() {

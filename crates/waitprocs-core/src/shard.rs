@@ -69,6 +69,26 @@ pub(crate) fn pidfd_unavailable() -> bool {
     PIDFD_UNAVAILABLE.load(Ordering::Relaxed) != 0
 }
 
+/// Rejects `pid` unless its start time is `expected`.
+fn check_identity(pid: u32, expected: u64) -> Result<(), PrepareError> {
+    let reject = |detail: String| {
+        PrepareError::Rejected(io::Error::new(
+            io::ErrorKind::NotFound,
+            format!("PID {pid} is not the process meant: {detail}"),
+        ))
+    };
+    match sys::start_time(pid) {
+        Ok(actual) if actual == expected => Ok(()),
+        Ok(actual) => Err(reject(format!(
+            "it started at {actual}, not {expected}, so the PID was reused"
+        ))),
+        Err(error) if error.kind() == io::ErrorKind::Unsupported => {
+            Err(PrepareError::Rejected(error))
+        }
+        Err(error) => Err(reject(format!("its start time cannot be read ({error})"))),
+    }
+}
+
 /// Checks `pid` as pidfd_open would, for a process that gets no watch: it
 /// must exist and must not be a thread id.
 fn check_without_watch(pid: u32, known_child: bool) -> Result<(), OpenError> {
@@ -81,15 +101,28 @@ fn check_without_watch(pid: u32, known_child: bool) -> Result<(), OpenError> {
     }
 }
 
-/// Opens a watch for `pid` and finds out whether it is our child.
+/// The process a registration names, and how to treat it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Target {
+    pub(crate) pid: u32,
+    /// Registered with its `Child` handle, so certainly our child.
+    pub(crate) known_child: bool,
+    /// Read a child's status without reaping it.
+    pub(crate) keep: bool,
+    /// The start time the caller expects, to tell a reused PID apart.
+    pub(crate) start_time: Option<u64>,
+}
+
+/// Opens a watch for a process and finds out whether it is our child.
 ///
 /// `watch: false` skips pidfd_open (forced fallback, or no descriptor left).
-pub(crate) fn prepare(
-    pid: u32,
-    known_child: bool,
-    keep: bool,
-    watch: bool,
-) -> Result<Prepared, PrepareError> {
+pub(crate) fn prepare(target: Target, watch: bool) -> Result<Prepared, PrepareError> {
+    let Target {
+        pid,
+        known_child,
+        keep,
+        start_time,
+    } = target;
     let mut transient = true;
     let mut fallback = None;
     let outcome = if !watch || pidfd_unavailable() {
@@ -136,6 +169,11 @@ pub(crate) fn prepare(
             None
         }
     };
+    // With the pidfd open, the PID cannot move to another process, so the
+    // start time read now belongs to the process the pidfd follows.
+    if let Some(expected) = start_time {
+        check_identity(pid, expected)?;
+    }
     let origin = if known_child || sys::is_child(opened.as_ref(), pid) {
         Origin::Child { keep }
     } else {

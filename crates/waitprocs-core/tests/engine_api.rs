@@ -160,3 +160,64 @@ fn signal_zero_and_realtime_accepted() {
         }
     );
 }
+
+#[test]
+fn terminate_all_escalates_to_kill() {
+    let engine = Engine::<&str>::builder().build().unwrap();
+    let polite = Command::new("sleep").arg("30").spawn().unwrap();
+    // `exec` keeps the ignored SIGTERM, so only SIGKILL ends this one.
+    let stubborn = Command::new("sh")
+        .args(["-c", "trap '' TERM; exec sleep 30"])
+        .spawn()
+        .unwrap();
+    engine.register_child(polite, "polite").unwrap();
+    engine.register_child(stubborn, "stubborn").unwrap();
+    // Give the shell time to install its trap before the signal comes.
+    std::thread::sleep(Duration::from_millis(200));
+
+    let started = Instant::now();
+    let outcome = engine.terminate_all(Duration::from_millis(300)).unwrap();
+    let took = started.elapsed();
+
+    assert!(outcome.alive.is_empty());
+    assert_eq!(outcome.gone.len(), 2);
+    for exit in &outcome.gone {
+        let expected = match exit.data {
+            "polite" => libc::SIGTERM,
+            _ => libc::SIGKILL,
+        };
+        assert_eq!(exit.status.signal(), Some(expected), "{}", exit.data);
+    }
+    assert!(
+        took >= Duration::from_millis(300),
+        "SIGKILL came before the grace ended"
+    );
+    assert!(took < Duration::from_secs(5), "took {took:?}");
+}
+
+#[test]
+fn start_time_identity_checked() {
+    let engine = Engine::<()>::new().unwrap();
+    let child = Command::new("sleep").arg("30").spawn().unwrap();
+    let pid = child.id();
+    let started = waitprocs_core::process_start_time(pid).unwrap();
+
+    let wrong = engine
+        .register(waitprocs_core::Registration::pid(pid, ()).expect_start_time(started + 1))
+        .unwrap_err();
+    assert_eq!(wrong.kind(), std::io::ErrorKind::NotFound);
+    assert!(wrong.to_string().contains(&pid.to_string()), "{wrong}");
+    assert!(engine.is_empty());
+
+    let key = engine
+        .register(waitprocs_core::Registration::pid(pid, ()).expect_start_time(started))
+        .unwrap();
+    engine.signal(key, libc::SIGKILL).unwrap();
+    let outcome = engine
+        .wait(WaitFor::All, Some(Duration::from_secs(5)))
+        .unwrap();
+    assert_eq!(outcome.gone.len(), 1);
+    assert_eq!(outcome.gone[0].status.signal(), Some(libc::SIGKILL));
+    // The engine reaped the child by PID; its handle has nothing left to do.
+    drop(child);
+}

@@ -642,3 +642,15 @@ pub(crate) fn private_descriptor_table(_keep: &[&Bridge]) -> io::Result<()> {
 
 /// The errno for a full descriptor table.
 pub(crate) const EMFILE: i32 = libc::EMFILE;
+
+/// The signal that asks a process to end, and the one that cannot be caught.
+pub(crate) const SIGNALS_TERMINATE_KILL: (i32, i32) = (libc::SIGTERM, libc::SIGKILL);
+
+/// Returns the start time of a process; not implemented on this platform yet.
+// NOTE: start-time identity checks are only implemented on Linux.
+pub(crate) fn start_time(pid: u32) -> io::Result<u64> {
+    Err(io::Error::new(
+        io::ErrorKind::Unsupported,
+        format!("cannot check the start time of PID {pid}: supported on Linux only"),
+    ))
+}

@@ -495,3 +495,24 @@ pub(crate) fn private_descriptor_table(keep: &[&Bridge]) -> io::Result<()> {
 
 /// The errno for a full descriptor table.
 pub(crate) const EMFILE: i32 = libc::EMFILE;
+
+/// The signal that asks a process to end, and the one that cannot be caught.
+pub(crate) const SIGNALS_TERMINATE_KILL: (i32, i32) = (libc::SIGTERM, libc::SIGKILL);
+
+/// Returns the start time of process `pid`: field 22 of `/proc/PID/stat`
+/// (proc(5)), in clock ticks since boot. It is fixed for the life of a
+/// process, so it tells a reused PID apart.
+pub(crate) fn start_time(pid: u32) -> io::Result<u64> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // Fields after the command name, which is in parentheses and may contain
+    // spaces: the state is field 3, so the start time is the 20th of these.
+    stat.rfind(')')
+        .and_then(|end| stat[end + 1..].split_whitespace().nth(19))
+        .and_then(|field| field.parse().ok())
+        .ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("unexpected format of /proc/{pid}/stat"),
+            )
+        })
+}

@@ -355,3 +355,15 @@ pub(crate) fn private_descriptor_table(_keep: &[&Bridge]) -> io::Result<()> {
 
 /// The error code closest to `EMFILE`, for messages about a full handle table.
 pub(crate) const EMFILE: i32 = ERROR_TOO_MANY_OPEN_FILES as i32;
+
+/// Windows has no request to end: both steps of a shutdown use TerminateProcess.
+pub(crate) const SIGNALS_TERMINATE_KILL: (i32, i32) = (SIGKILL, SIGKILL);
+
+/// Returns the start time of a process; not implemented on this platform yet.
+// NOTE: start-time identity checks are only implemented on Linux.
+pub(crate) fn start_time(pid: u32) -> io::Result<u64> {
+    Err(io::Error::new(
+        io::ErrorKind::Unsupported,
+        format!("cannot check the start time of PID {pid}: supported on Linux only"),
+    ))
+}

@@ -76,6 +76,8 @@ mod dispatch;
 mod engine;
 mod event;
 mod fallback;
+#[cfg(feature = "fault-injection")]
+pub mod faults;
 mod overflow;
 mod shard;
 mod status;

@@ -64,6 +64,12 @@ pub(crate) enum PrepareError {
 /// Remembers, for the whole process, that pidfds cannot be had at all.
 static PIDFD_UNAVAILABLE: AtomicU8 = AtomicU8::new(0);
 
+/// Forgets a permanent pidfd_open failure, for fault-injection tests.
+#[cfg(feature = "fault-injection")]
+pub(crate) fn reset_pidfd_unavailable() {
+    PIDFD_UNAVAILABLE.store(0, Ordering::Relaxed);
+}
+
 /// Returns `true` once pidfd_open has failed in a way no retry can fix.
 pub(crate) fn pidfd_unavailable() -> bool {
     PIDFD_UNAVAILABLE.load(Ordering::Relaxed) != 0

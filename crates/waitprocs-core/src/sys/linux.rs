@@ -19,6 +19,33 @@ use std::time::Duration;
 use rustix::process::{Pid, PidfdFlags};
 
 use super::{Liveness, OpenError, Ready, Reap, EVENTS_PER_TURN};
+
+#[cfg(feature = "fault-injection")]
+use crate::faults as crate_faults;
+
+/// Stands in for `crate::faults` when fault injection is compiled out.
+#[cfg(not(feature = "fault-injection"))]
+mod crate_faults {
+    pub(super) enum Call {
+        PidfdOpen,
+        PollerAdd,
+        Waitid,
+    }
+}
+
+/// Returns the errno a test asked this call to fail with, if any.
+#[inline]
+#[allow(unused_variables)]
+fn injected(call: crate_faults::Call) -> Option<rustix::io::Errno> {
+    #[cfg(feature = "fault-injection")]
+    {
+        crate::faults::take(call).map(rustix::io::Errno::from_raw_os_error)
+    }
+    #[cfg(not(feature = "fault-injection"))]
+    {
+        None
+    }
+}
 use crate::status::{ExitStatus, ResourceUsage};
 
 /// A pidfd: the handle the poller waits on for one process.
@@ -36,7 +63,11 @@ pub(crate) fn open_watch(pid: u32) -> Result<Watch, OpenError> {
     let Some(raw) = to_pid(pid) else {
         return Err(OpenError::NotFound);
     };
-    match rustix::process::pidfd_open(raw, PidfdFlags::empty()) {
+    let opened = match injected(crate_faults::Call::PidfdOpen) {
+        Some(errno) => Err(errno),
+        None => rustix::process::pidfd_open(raw, PidfdFlags::empty()),
+    };
+    match opened {
         Ok(fd) => Ok(Watch(fd)),
         Err(rustix::io::Errno::SRCH) => Err(OpenError::NotFound),
         // Without PIDFD_THREAD, the PID is not a thread-group leader: a thread
@@ -74,6 +105,9 @@ impl Poller {
     }
 
     pub(crate) fn add(&self, watch: &Watch, _pid: u32, key: usize) -> io::Result<()> {
+        if let Some(errno) = injected(crate_faults::Call::PollerAdd) {
+            return Err(errno.into());
+        }
         // SAFETY: `polling` requires the source to be deleted from the poller
         // before it is closed. Every `Watch` lives in a shard entry, and the shard
         // calls `delete` before it drops the entry. The pidfd is never duplicated,
@@ -130,23 +164,28 @@ pub(crate) fn reap(watch: Option<&Watch>, pid: u32, keep: bool) -> io::Result<Re
     let mut info = MaybeUninit::<libc::siginfo_t>::zeroed();
     let mut usage = MaybeUninit::<libc::rusage>::zeroed();
     loop {
-        // SAFETY: `info` and `usage` point to writable, properly sized and
-        // aligned buffers that outlive the call. `id` names a pidfd we own (or a
-        // PID), and the kernel only writes through the two pointers.
-        let ret = unsafe {
-            libc::syscall(
-                libc::SYS_waitid,
-                idtype,
-                id,
-                info.as_mut_ptr(),
-                options,
-                usage.as_mut_ptr(),
-            )
+        // An injected fault stands for the call itself, so nothing is reaped.
+        let err = if let Some(errno) = injected(crate_faults::Call::Waitid) {
+            io::Error::from_raw_os_error(errno.raw_os_error())
+        } else {
+            // SAFETY: `info` and `usage` point to writable, properly sized and
+            // aligned buffers that outlive the call. `id` names a pidfd we own
+            // (or a PID), and the kernel only writes through the two pointers.
+            let ret = unsafe {
+                libc::syscall(
+                    libc::SYS_waitid,
+                    idtype,
+                    id,
+                    info.as_mut_ptr(),
+                    options,
+                    usage.as_mut_ptr(),
+                )
+            };
+            if ret == 0 {
+                break;
+            }
+            io::Error::last_os_error()
         };
-        if ret == 0 {
-            break;
-        }
-        let err = io::Error::last_os_error();
         match err.raw_os_error() {
             Some(libc::EINTR) => continue,
             Some(libc::ECHILD) => return Ok(Reap::NotChild),

@@ -76,7 +76,10 @@ mod dispatch;
 mod engine;
 mod event;
 mod fallback;
-#[cfg(feature = "fault-injection")]
+#[cfg(all(
+    feature = "fault-injection",
+    any(target_os = "linux", target_os = "android")
+))]
 pub mod faults;
 mod overflow;
 mod shard;

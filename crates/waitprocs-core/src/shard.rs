@@ -65,7 +65,10 @@ pub(crate) enum PrepareError {
 static PIDFD_UNAVAILABLE: AtomicU8 = AtomicU8::new(0);
 
 /// Forgets a permanent pidfd_open failure, for fault-injection tests.
-#[cfg(feature = "fault-injection")]
+#[cfg(all(
+    feature = "fault-injection",
+    any(target_os = "linux", target_os = "android")
+))]
 pub(crate) fn reset_pidfd_unavailable() {
     PIDFD_UNAVAILABLE.store(0, Ordering::Relaxed);
 }

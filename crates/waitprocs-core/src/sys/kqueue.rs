@@ -160,10 +160,7 @@ impl Poller {
             // The process exited before its kevent existed (see the module docs).
             Err(Errno::SRCH) => {
                 lock(&self.pending).push_back(Pending {
-                    ready: Ready {
-                        key,
-                        wait_status: None,
-                    },
+                    ready: Ready { key },
                     owner: Some(registration.status),
                 });
                 drop(armed);
@@ -230,7 +227,6 @@ impl Poller {
                         pending.push_back(Pending {
                             ready: Ready {
                                 key: registration.key,
-                                wait_status,
                             },
                             owner: Some(registration.status),
                         });
@@ -241,7 +237,6 @@ impl Poller {
                 EventFilter::Read(_) => pending.push_back(Pending {
                     ready: Ready {
                         key: event.udata() as usize,
-                        wait_status: None,
                     },
                     owner: None,
                 }),

@@ -127,10 +127,7 @@ impl Poller {
             Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(()),
             Err(e) => return Err(e),
         }
-        out.extend(events.iter().map(|event| Ready {
-            key: event.key,
-            wait_status: None,
-        }));
+        out.extend(events.iter().map(|event| Ready { key: event.key }));
         Ok(())
     }
 

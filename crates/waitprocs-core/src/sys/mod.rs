@@ -59,11 +59,10 @@ pub(crate) const EVENTS_PER_TURN: usize = 256;
 /// One exited (or possibly exited) process reported by `Poller::wait`.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Ready {
-    /// The key given to `Poller::add`.
+    /// The key given to `Poller::add`. A status that comes with the event
+    /// itself (kqueue's `NOTE_EXIT` data) is kept in the `Watch` instead, where
+    /// `exit_info` finds it.
     pub(crate) key: usize,
-    /// A wait status that came with the event itself (kqueue's `NOTE_EXIT` data).
-    #[allow(dead_code)]
-    pub(crate) wait_status: Option<i32>,
 }
 
 /// The reason `open_watch` returned no watch.

@@ -1,7 +1,7 @@
 //! Handing exit events to the caller: callbacks, then the channel.
 
 use std::any::Any;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::io;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -9,7 +9,10 @@ use std::sync::{Mutex, OnceLock};
 
 use crossbeam_channel::{Receiver, Sender};
 
-use crate::event::ExitEvent;
+use crate::event::{Alive, ExitEvent, Key};
+
+/// Most nudges pending at once; a waiter woken for nothing just looks again.
+const NUDGES: usize = 64;
 
 /// A callback run once for one process.
 pub(crate) type OnExit<T> = Box<dyn FnOnce(&ExitEvent<T>) + Send>;
@@ -22,8 +25,9 @@ pub(crate) struct Delivery<T> {
     /// Registered processes whose event is not yet in the channel.
     outstanding: AtomicUsize,
     /// Held while an event is sent and counted, so that a waiter that reads
-    /// `outstanding` under it sees every sent event in the channel.
-    sending: Mutex<()>,
+    /// `outstanding` or the registered set under it sees every sent event in
+    /// the channel.
+    sending: Mutex<Registered>,
     /// Wakes a waiter blocked on the channel when `outstanding` drops without
     /// an event (a deregistration).
     nudge: (Sender<()>, Receiver<()>),
@@ -36,8 +40,8 @@ impl<T> Delivery<T> {
             on_every_exit,
             sender,
             outstanding: AtomicUsize::new(0),
-            sending: Mutex::new(()),
-            nudge: crossbeam_channel::bounded(1),
+            sending: Mutex::new(Registered::default()),
+            nudge: crossbeam_channel::bounded(NUDGES),
             panics: Mutex::new(Vec::new()),
         }
     }
@@ -47,15 +51,37 @@ impl<T> Delivery<T> {
         self.outstanding.fetch_add(1, Ordering::SeqCst);
     }
 
-    /// Takes back `expect_one` for a registration that failed or was deregistered.
-    pub(crate) fn cancel_one(&self) {
-        let _guard = self.sending.lock().unwrap_or_else(|e| e.into_inner());
+    /// Records the key of a registration counted by `expect_one`. Its event
+    /// may have been sent already, and then it is not recorded.
+    pub(crate) fn registered(&self, key: Key, pid: u32) {
+        let mut registered = self.lock();
+        if !registered.sent_early.remove(&key) {
+            registered.keys.insert(key, pid);
+        }
+    }
+
+    /// Takes back `expect_one` for a registration that failed, or that was
+    /// deregistered (`key`).
+    pub(crate) fn cancel_one(&self, key: Option<Key>) {
+        let mut registered = self.lock();
         self.outstanding.fetch_sub(1, Ordering::SeqCst);
+        if let Some(key) = key {
+            registered.keys.remove(&key);
+        }
+        drop(registered);
         // Full means a nudge is already pending, which is enough.
         let _ = self.nudge.0.try_send(());
     }
 
-    /// Returns the receiver that `cancel_one` nudges.
+    /// Wakes up to `count` waiters blocked on the channel, so they look again.
+    pub(crate) fn nudge(&self, count: usize) {
+        for _ in 0..count.min(NUDGES) {
+            // Full means enough nudges are pending already.
+            let _ = self.nudge.0.try_send(());
+        }
+    }
+
+    /// Returns the receiver that `cancel_one` and `nudge` signal.
     pub(crate) fn nudged(&self) -> &Receiver<()> {
         &self.nudge.1
     }
@@ -63,8 +89,44 @@ impl<T> Delivery<T> {
     /// Returns how many registered processes have no event in the channel yet.
     /// Every event sent before this returns is in the channel.
     pub(crate) fn outstanding(&self) -> usize {
-        let _guard = self.sending.lock().unwrap_or_else(|e| e.into_inner());
+        let _guard = self.lock();
         self.outstanding.load(Ordering::SeqCst)
+    }
+
+    /// Returns the processes registered whose event is not in the channel.
+    pub(crate) fn alive(&self) -> Vec<Alive> {
+        let registered = self.lock();
+        registered
+            .keys
+            .iter()
+            .map(|(&key, &pid)| Alive { key, pid })
+            .collect()
+    }
+
+    /// Moves every event in `receiver` to `gone` and returns the processes
+    /// still registered, with no event sent in between: each process is in
+    /// exactly one of the two.
+    pub(crate) fn settle(
+        &self,
+        receiver: &Receiver<ExitEvent<T>>,
+        gone: &mut Vec<ExitEvent<T>>,
+    ) -> Vec<Alive> {
+        let registered = self.lock();
+        gone.extend(receiver.try_iter());
+        registered
+            .keys
+            .iter()
+            .map(|(&key, &pid)| Alive { key, pid })
+            .collect()
+    }
+
+    /// Returns how many registered processes have not been reported.
+    pub(crate) fn len(&self) -> usize {
+        self.lock().keys.len()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Registered> {
+        self.sending.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Runs the callbacks for `event`, then sends it.
@@ -78,11 +140,15 @@ impl<T> Delivery<T> {
         if let Some(callback) = &self.on_every_exit {
             self.guard(|| callback(&event));
         }
-        let _guard = self.sending.lock().unwrap_or_else(|e| e.into_inner());
+        let mut registered = self.lock();
+        let key = event.key;
         // The engine keeps a receiver for as long as it exists, so the channel
         // cannot be disconnected here.
         let _ = self.sender.send(event);
         self.outstanding.fetch_sub(1, Ordering::SeqCst);
+        if registered.keys.remove(&key).is_none() {
+            registered.sent_early.insert(key);
+        }
     }
 
     fn guard(&self, callback: impl FnOnce()) {
@@ -106,6 +172,15 @@ impl<T> Delivery<T> {
             Some(panics.remove(0))
         }
     }
+}
+
+/// The registered processes whose event is not in the channel yet.
+#[derive(Debug, Default)]
+pub(crate) struct Registered {
+    keys: HashMap<Key, u32>,
+    /// Keys whose event was sent before `registered` recorded them (a process
+    /// that exited while its registration was returning).
+    sent_early: HashSet<Key>,
 }
 
 /// Returns the text of a panic payload, when it has one.

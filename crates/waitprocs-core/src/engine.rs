@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::io;
 use std::process::Child;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -16,7 +16,7 @@ use crate::budget::Budget;
 use crate::delivery::{warn_fallback_once, Delivery, OnEveryExit, OnExit};
 use crate::event::{Alive, ExitEvent, Key};
 use crate::overflow::{Command, Overflow};
-use crate::shard::{self, PrepareError, Prepared, RawExit, Shard, Target};
+use crate::shard::{self, PrepareError, Prepared, RawExit, Shard, ShardConfig, Target};
 use crate::sys::{self, Bridge};
 
 /// Environment variable that forces the fallback lane in every engine built
@@ -43,6 +43,24 @@ struct Payload<T> {
     /// Whether the child stays waitable, so its handle goes back with the event.
     keep: bool,
     on_exit: Option<OnExit<T>>,
+}
+
+std::thread_local! {
+    /// The engine whose exits this thread is delivering right now: set for
+    /// good on dispatch threads, and during `poll` on a caller's thread.
+    static DRIVING: std::cell::Cell<Option<u32>> = const { std::cell::Cell::new(None) };
+}
+
+/// Runs `run` with this thread marked as driving `engine`.
+fn driving<R>(engine: u32, run: impl FnOnce() -> R) -> R {
+    let previous = DRIVING.with(|cell| cell.replace(Some(engine)));
+    let result = run();
+    DRIVING.with(|cell| cell.set(previous));
+    result
+}
+
+fn is_driving(engine: u32) -> bool {
+    DRIVING.with(|cell| cell.get() == Some(engine))
 }
 
 /// How long [`Engine::terminate_all`] waits after SIGKILL.
@@ -293,25 +311,29 @@ impl<T: Send + 'static> Builder<T> {
         if self.raise_fd_limit {
             sys::raise_descriptor_limit()?;
         }
+        static NEXT_ENGINE: AtomicU32 = AtomicU32::new(0);
+        let id = NEXT_ENGINE.fetch_add(1, Ordering::Relaxed);
         let budget = Arc::new(Budget::from_limits(self.fd_headroom));
         let to_base = Arc::new(Bridge::new()?);
         let to_overflow = Arc::new(Bridge::new()?);
         let mut shards = Vec::with_capacity(self.shards);
         for index in 0..self.shards {
             let bridge = (index == 0).then(|| Arc::clone(&to_base));
-            shards.push(Shard::new(
+            shards.push(Shard::new(ShardConfig {
+                engine: id,
                 index,
-                Arc::clone(&budget),
+                budget: Arc::clone(&budget),
                 bridge,
-                false,
-                self.status_grace,
-            )?);
+                shared: false,
+                status_grace: self.status_grace,
+            })?);
         }
         let (sender, receiver) = crossbeam_channel::unbounded();
         let (handoff, handed) = crossbeam_channel::unbounded();
         let force_fallback = self.force_fallback
             || std::env::var(BACKEND_ENV).is_ok_and(|value| value == "fallback");
         let inner = Arc::new(Inner {
+            id,
             shards,
             overflow: RwLock::new(Vec::new()),
             parked: Mutex::new(HashMap::new()),
@@ -327,6 +349,8 @@ impl<T: Send + 'static> Builder<T> {
             force_fallback,
             overflow_enabled: self.overflow,
             status_grace: self.status_grace,
+            driver: Mutex::new(()),
+            followers: AtomicUsize::new(0),
             next_shard: AtomicUsize::new(0),
             own_pid: sys::current_pid(),
         });
@@ -367,6 +391,8 @@ impl<T: Send + 'static> Builder<T> {
 }
 
 struct Inner<T> {
+    /// This engine's id, carried in its keys.
+    id: u32,
     /// Shards in the process's own descriptor table.
     shards: Vec<Shard<Payload<T>>>,
     /// Shards with private descriptor tables, numbered after `shards`.
@@ -388,12 +414,17 @@ struct Inner<T> {
     force_fallback: bool,
     overflow_enabled: bool,
     status_grace: Duration,
+    /// Held by the thread that runs shard 0's turn in a caller-driven engine.
+    driver: Mutex<()>,
+    /// Caller-driven waits blocked on the channel while another thread drives.
+    followers: AtomicUsize,
     next_shard: AtomicUsize,
     own_pid: u32,
 }
 
 impl<T> Inner<T> {
     fn run_shard(&self, index: usize) {
+        DRIVING.with(|cell| cell.set(Some(self.id)));
         while !self.shutdown.load(Ordering::Acquire) {
             if let Err(error) = self.turn(index, None) {
                 // epoll_wait(2) fails only for a bad descriptor or buffer, which
@@ -472,8 +503,14 @@ fn stop<T>(inner: &Inner<T>, threads: &mut Vec<JoinHandle<()>>) {
         // join would then block, so only join threads we could wake.
         let _ = shard.poller().notify();
     }
+    let current = std::thread::current().id();
     for handle in threads.drain(..) {
-        let _ = handle.join();
+        // The last reference can be dropped by a callback on a dispatch
+        // thread, which cannot join itself: it ends when its loop sees the
+        // shutdown flag after the callback returns.
+        if handle.thread().id() != current {
+            let _ = handle.join();
+        }
     }
 }
 
@@ -589,8 +626,11 @@ impl<T: Send + 'static> Engine<T> {
         self.inner.delivery.expect_one();
         let result = self.route(target, payload);
         match &result {
-            Ok(key) => tracing::trace!(pid, key = %key, "registered"),
-            Err(_) => self.inner.delivery.cancel_one(),
+            Ok(key) => {
+                self.inner.delivery.registered(*key, pid);
+                tracing::trace!(pid, key = %key, "registered");
+            }
+            Err(_) => self.inner.delivery.cancel_one(None),
         }
         result
     }
@@ -660,16 +700,28 @@ impl<T: Send + 'static> Engine<T> {
             // Another thread may have started one while this one waited.
             chosen = overflows.iter().position(Overflow::try_reserve);
             let capacity = self.inner.budget.overflow_capacity();
-            if chosen.is_none() && capacity > 0 && base_count + overflows.len() < MAX_SHARDS {
+            // `stop` sets the flag before it takes this lock, so a shard
+            // started after it stopped the others would never be joined.
+            let stopping = self.inner.shutdown.load(Ordering::Acquire);
+            if chosen.is_none()
+                && !stopping
+                && capacity > 0
+                && base_count + overflows.len() < MAX_SHARDS
+            {
                 let index = base_count + overflows.len();
-                match Overflow::spawn(
+                let config = ShardConfig {
+                    engine: self.inner.id,
                     index,
-                    capacity,
-                    Arc::clone(&self.inner.to_overflow),
+                    budget: Arc::new(Budget::with_limit(capacity, capacity)),
+                    bridge: Some(Arc::clone(&self.inner.to_overflow)),
+                    shared: true,
+                    status_grace: self.inner.status_grace,
+                };
+                match Overflow::spawn(
+                    config,
                     self.inner.handoff.clone(),
                     Arc::clone(&self.inner.to_base),
                     Arc::clone(&self.inner.shutdown),
-                    self.inner.status_grace,
                 ) {
                     Ok(overflow) => {
                         tracing::debug!(shard = index, capacity, "started an overflow shard");
@@ -715,6 +767,17 @@ impl<T: Send + 'static> Engine<T> {
         }
     }
 
+    fn check_engine(&self, key: Key) -> io::Result<()> {
+        if key.engine() == self.inner.id {
+            Ok(())
+        } else {
+            Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("key {key} belongs to another engine"),
+            ))
+        }
+    }
+
     fn parked(&self) -> MutexGuard<'_, HashMap<u64, Payload<T>>> {
         self.inner.parked.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -753,6 +816,7 @@ impl<T: Send + 'static> Engine<T> {
     /// Returns `NotFound` if the key is not registered: its exit was already
     /// detected, or it was deregistered before.
     pub fn deregister(&self, key: Key) -> io::Result<Deregistered<T>> {
+        self.check_engine(key)?;
         let (pid, payload) = if key.shard() < self.inner.shards.len() {
             self.inner.shards[key.shard()].deregister(key)?
         } else {
@@ -766,7 +830,7 @@ impl<T: Send + 'static> Engine<T> {
             })?;
             (pid, payload)
         };
-        self.inner.delivery.cancel_one();
+        self.inner.delivery.cancel_one(Some(key));
         // A caller-driven wait on another thread sleeps in shard 0's poller.
         let _ = self.inner.shards[0].poller().notify();
         tracing::trace!(pid, key = %key, "deregistered");
@@ -790,6 +854,7 @@ impl<T: Send + 'static> Engine<T> {
     /// - The OS error otherwise: `ESRCH` if the process exited and its exit is
     ///   not detected yet, `EPERM` without permission.
     pub fn signal(&self, key: Key, signal: i32) -> io::Result<()> {
+        self.check_engine(key)?;
         if key.shard() < self.inner.shards.len() {
             return self.inner.shards[key.shard()].signal(key, signal);
         }
@@ -850,7 +915,52 @@ impl<T: Send + 'static> Engine<T> {
                 "this engine is driven by its own threads; use wait() or the events() channel",
             ));
         }
-        self.inner.turn(0, timeout)
+        // A callback of this engine, inside a turn on this thread, runs a
+        // nested turn; it must not wait for the lock its own thread holds.
+        if is_driving(self.inner.id) {
+            return self.inner.turn(0, timeout);
+        }
+        let guard = self.inner.driver.lock().unwrap_or_else(|e| e.into_inner());
+        let result = driving(self.inner.id, || self.inner.turn(0, timeout));
+        drop(guard);
+        self.inner
+            .delivery
+            .nudge(self.inner.followers.load(Ordering::SeqCst));
+        result
+    }
+
+    /// Runs one turn if no other thread is driving the engine, and returns
+    /// `false` without waiting if one is.
+    fn try_poll(&self, timeout: Option<Duration>) -> io::Result<bool> {
+        if is_driving(self.inner.id) {
+            self.inner.turn(0, timeout)?;
+            return Ok(true);
+        }
+        let Ok(guard) = self.inner.driver.try_lock() else {
+            return Ok(false);
+        };
+        let result = driving(self.inner.id, || self.inner.turn(0, timeout));
+        drop(guard);
+        self.inner
+            .delivery
+            .nudge(self.inner.followers.load(Ordering::SeqCst));
+        result.map(|_| true)
+    }
+
+    /// Blocks until an event, a nudge or the timeout, and takes the event.
+    fn wait_on_channel(&self, remaining: Option<Duration>, gone: &mut Vec<ExitEvent<T>>) {
+        let nudged = self.inner.delivery.nudged();
+        match remaining {
+            Some(remaining) => crossbeam_channel::select! {
+                recv(self.receiver) -> event => gone.extend(event.ok()),
+                recv(nudged) -> _ => {}
+                default(remaining) => {}
+            },
+            None => crossbeam_channel::select! {
+                recv(self.receiver) -> event => gone.extend(event.ok()),
+                recv(nudged) -> _ => {}
+            },
+        }
     }
 
     /// Returns a receiver of exit events. Every clone, and [`wait`](Self::wait),
@@ -869,7 +979,15 @@ impl<T: Send + 'static> Engine<T> {
     ///
     /// The OS error if waiting on the poller fails (epoll_wait(2)).
     pub fn wait(&self, until: WaitFor, timeout: Option<Duration>) -> io::Result<WaitOutcome<T>> {
-        let deadline = timeout.map(|timeout| Instant::now() + timeout);
+        if self.inner.threads && is_driving(self.inner.id) {
+            return Err(io::Error::new(
+                io::ErrorKind::Deadlock,
+                "wait() from an exit callback of this engine would block the thread that \
+                 delivers its exits; hand the work to another thread",
+            ));
+        }
+        // A deadline too far to represent is no deadline.
+        let deadline = timeout.and_then(|timeout| Instant::now().checked_add(timeout));
         let wanted = match until {
             WaitFor::All => usize::MAX,
             WaitFor::Any => 1,
@@ -902,49 +1020,30 @@ impl<T: Send + 'static> Engine<T> {
             };
             if self.inner.threads {
                 // A nudge means a deregistration: loop to re-check `outstanding`.
-                let nudged = self.inner.delivery.nudged();
-                match remaining {
-                    Some(remaining) => crossbeam_channel::select! {
-                        recv(self.receiver) -> event => gone.extend(event.ok()),
-                        recv(nudged) -> _ => {}
-                        default(remaining) => {}
-                    },
-                    None => crossbeam_channel::select! {
-                        recv(self.receiver) -> event => gone.extend(event.ok()),
-                        recv(nudged) -> _ => {}
-                    },
-                }
-            } else {
-                self.poll(remaining)?;
-                polled = true;
+                self.wait_on_channel(remaining, &mut gone);
+            } else if !self.try_poll(remaining)? {
+                // Another thread drives: take events as it delivers them, and
+                // look again when it stops (it nudges its followers).
+                self.inner.followers.fetch_add(1, Ordering::SeqCst);
+                self.wait_on_channel(remaining, &mut gone);
+                self.inner.followers.fetch_sub(1, Ordering::SeqCst);
             }
+            polled = true;
         }
-        Ok(WaitOutcome {
-            gone,
-            alive: self.alive(),
-        })
+        let alive = self.inner.delivery.settle(&self.receiver, &mut gone);
+        Ok(WaitOutcome { gone, alive })
     }
 
     /// Returns the processes registered and not yet reported.
     pub fn alive(&self) -> Vec<Alive> {
-        let mut alive = Vec::new();
-        for shard in &self.inner.shards {
-            shard.alive(&mut alive);
-        }
-        for overflow in self.overflows().iter() {
-            if let Ok(list) = overflow.call(|reply| Command::Alive { reply }) {
-                alive.extend(list);
-            }
-        }
-        alive
-            .into_iter()
-            .map(|(key, pid)| Alive { key, pid })
-            .collect()
+        self.inner.delivery.alive()
     }
 
-    /// Returns how many processes are registered and not yet reported.
+    /// Returns how many processes are registered and not yet reported. A
+    /// process counts until its event is in the channel, so one whose exit
+    /// callback is still running is included.
     pub fn len(&self) -> usize {
-        self.inner.shards.iter().map(Shard::len).sum::<usize>() + self.parked().len()
+        self.inner.delivery.len()
     }
 
     /// Returns where the registered processes are watched.

@@ -8,40 +8,55 @@ use crate::status::{ExitStatus, ResourceUsage};
 
 /// Identifies one registration in an [`Engine`](crate::Engine).
 ///
-/// A key carries a generation number, so a key is not handed out again until
-/// 2^24 (16,777,216) later registrations have been made on the same shard. A
+/// A key carries the id of its engine, so another engine rejects it, and a
+/// generation number, so a key is not handed out again until 2^24
+/// (16,777,216) later registrations have been made on the same shard. A
 /// stale key therefore does not address a newer process.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Key(pub(crate) u64);
+pub struct Key {
+    engine: u32,
+    raw: u64,
+}
 
 impl Key {
     const SLOT_BITS: u32 = 32;
     const SHARD_BITS: u32 = 8;
 
-    pub(crate) fn new(shard: usize, slot: usize, generation: u32) -> Self {
+    pub(crate) fn new(engine: u32, shard: usize, slot: usize, generation: u32) -> Self {
         debug_assert!(shard < 1 << Self::SHARD_BITS);
         debug_assert!(slot <= u32::MAX as usize);
         let generation = u64::from(generation & ((1 << 24) - 1));
-        Key((generation << (Self::SLOT_BITS + Self::SHARD_BITS))
+        let raw = (generation << (Self::SLOT_BITS + Self::SHARD_BITS))
             | ((shard as u64) << Self::SLOT_BITS)
-            | slot as u64)
+            | slot as u64;
+        Key { engine, raw }
+    }
+
+    /// Rebuilds a key of `engine` from the number `as_u64` returned.
+    pub(crate) fn from_raw(engine: u32, raw: u64) -> Self {
+        Key { engine, raw }
+    }
+
+    pub(crate) fn engine(self) -> u32 {
+        self.engine
     }
 
     pub(crate) fn shard(self) -> usize {
-        ((self.0 >> Self::SLOT_BITS) & ((1 << Self::SHARD_BITS) - 1)) as usize
+        ((self.raw >> Self::SLOT_BITS) & ((1 << Self::SHARD_BITS) - 1)) as usize
     }
 
     pub(crate) fn slot(self) -> usize {
-        (self.0 & u64::from(u32::MAX)) as usize
+        (self.raw & u64::from(u32::MAX)) as usize
     }
 
     pub(crate) fn generation(self) -> u32 {
-        (self.0 >> (Self::SLOT_BITS + Self::SHARD_BITS)) as u32
+        (self.raw >> (Self::SLOT_BITS + Self::SHARD_BITS)) as u32
     }
 
-    /// Returns the key as a number, for logs and serialization.
+    /// Returns the key as a number, unique within its engine, for logs and
+    /// serialization.
     pub fn as_u64(self) -> u64 {
-        self.0
+        self.raw
     }
 }
 
@@ -49,7 +64,8 @@ impl fmt::Debug for Key {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "Key({}:{}:{})",
+            "Key({}:{}:{}:{})",
+            self.engine,
             self.shard(),
             self.slot(),
             self.generation()
@@ -59,7 +75,7 @@ impl fmt::Debug for Key {
 
 impl fmt::Display for Key {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.0)
+        write!(f, "{}", self.raw)
     }
 }
 
@@ -112,7 +128,8 @@ mod tests {
 
     #[test]
     fn key_round_trip() {
-        let key = Key::new(7, 123_456, 0xABCDEF);
+        let key = Key::new(3, 7, 123_456, 0xABCDEF);
+        assert_eq!(key.engine(), 3);
         assert_eq!(key.shard(), 7);
         assert_eq!(key.slot(), 123_456);
         assert_eq!(key.generation(), 0xABCDEF);

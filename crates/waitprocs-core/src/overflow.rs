@@ -20,7 +20,7 @@ use crossbeam_channel::{Receiver, Sender};
 
 use crate::budget::Budget;
 use crate::event::Key;
-use crate::shard::{self, PrepareError, RawExit, Shard, Target};
+use crate::shard::{self, PrepareError, RawExit, Shard, ShardConfig, Target};
 use crate::sys::{self, Bridge};
 
 /// A request to an overflow shard. Each carries its reply channel.
@@ -39,9 +39,6 @@ pub(crate) enum Command {
         key: Key,
         signal: i32,
         reply: Sender<io::Result<()>>,
-    },
-    Alive {
-        reply: Sender<Vec<(Key, u32)>>,
     },
 }
 
@@ -67,42 +64,32 @@ pub(crate) struct Overflow {
 }
 
 impl Overflow {
-    /// Starts the thread of overflow shard `index`. It wakes on `wake`, sends
-    /// exits to `exits`, and wakes `notify` after each batch.
+    /// Starts the thread of an overflow shard. `config.budget` is the capacity
+    /// of its private table and `config.bridge` the shared bridge that wakes it.
+    /// It sends exits to `exits` and wakes `notify` after each batch.
     pub(crate) fn spawn(
-        index: usize,
-        capacity: usize,
-        wake: Arc<Bridge>,
+        config: ShardConfig,
         exits: Sender<(u64, RawExit)>,
         notify: Arc<Bridge>,
         shutdown: Arc<AtomicBool>,
-        status_grace: std::time::Duration,
     ) -> io::Result<Self> {
-        let budget = Arc::new(Budget::with_limit(capacity, capacity));
+        let wake = config
+            .bridge
+            .clone()
+            .ok_or_else(|| io::Error::other("an overflow shard needs a bridge"))?;
+        let budget = Arc::clone(&config.budget);
         let (commands, receiver) = crossbeam_channel::unbounded();
         let (started, started_rx) = crossbeam_channel::bounded(1);
-        let thread = {
-            let wake = Arc::clone(&wake);
-            let budget = Arc::clone(&budget);
-            std::thread::Builder::new()
-                .name(format!("waitprocs-overflow-{index}"))
-                .spawn(move || {
-                    let channels = Channels {
-                        commands: receiver,
-                        exits,
-                        started,
-                    };
-                    run(
-                        index,
-                        budget,
-                        status_grace,
-                        wake,
-                        notify,
-                        channels,
-                        shutdown,
-                    );
-                })?
-        };
+        let thread = std::thread::Builder::new()
+            .name(format!("waitprocs-overflow-{}", config.index))
+            .spawn(move || {
+                let channels = Channels {
+                    commands: receiver,
+                    exits,
+                    started,
+                };
+                run(config, notify, channels, shutdown);
+            })?;
         let overflow = Self {
             commands,
             wake,
@@ -153,28 +140,22 @@ struct Channels {
     started: Sender<io::Result<()>>,
 }
 
-fn run(
-    index: usize,
-    budget: Arc<Budget>,
-    status_grace: std::time::Duration,
-    wake: Arc<Bridge>,
-    notify: Arc<Bridge>,
-    channels: Channels,
-    shutdown: Arc<AtomicBool>,
-) {
+fn run(config: ShardConfig, notify: Arc<Bridge>, channels: Channels, shutdown: Arc<AtomicBool>) {
     let Channels {
         commands,
         exits,
         started,
     } = channels;
+    let Some(wake) = config.bridge.clone() else {
+        return;
+    };
     // From here on this thread uses only descriptors it opens itself and the
     // two bridges, which keep their numbers in the private table.
     if let Err(error) = sys::private_descriptor_table(&[&wake, &notify]) {
         let _ = started.send(Err(error));
         return;
     }
-    let shard = match Shard::<u64>::new(index, budget, Some(Arc::clone(&wake)), true, status_grace)
-    {
+    let shard = match Shard::<u64>::new(config) {
         Ok(shard) => shard,
         Err(error) => {
             let _ = started.send(Err(error));
@@ -230,11 +211,6 @@ fn handle(shard: &Shard<u64>, command: Command) {
         }
         Command::Signal { key, signal, reply } => {
             let _ = reply.send(shard.signal(key, signal));
-        }
-        Command::Alive { reply } => {
-            let mut alive = Vec::new();
-            shard.alive(&mut alive);
-            let _ = reply.send(alive);
         }
     }
 }

@@ -225,7 +225,23 @@ struct Table<P> {
     lane_full_sweep: Instant,
 }
 
+/// What a shard is built from.
+pub(crate) struct ShardConfig {
+    /// The id of the engine, carried in every key.
+    pub(crate) engine: u32,
+    pub(crate) index: usize,
+    /// The pool its watches take descriptors from.
+    pub(crate) budget: Arc<Budget>,
+    /// A bridge that wakes its turn, if any.
+    pub(crate) bridge: Option<Arc<Bridge>>,
+    /// Whether other shards watch the bridge too.
+    pub(crate) shared: bool,
+    /// How long a non-child's exit may wait for its parent to reap it.
+    pub(crate) status_grace: Duration,
+}
+
 pub(crate) struct Shard<P> {
+    engine: u32,
     index: usize,
     poller: sys::Poller,
     table: Mutex<Table<P>>,
@@ -273,18 +289,21 @@ fn lock<U>(mutex: &Mutex<U>) -> MutexGuard<'_, U> {
 impl<P> Shard<P> {
     /// Creates a shard whose watches draw from `budget`. `bridge`, if given, is
     /// watched too and wakes `turn`, and `shared` means other shards watch it as well.
-    pub(crate) fn new(
-        index: usize,
-        budget: Arc<Budget>,
-        bridge: Option<Arc<Bridge>>,
-        shared: bool,
-        status_grace: Duration,
-    ) -> io::Result<Self> {
+    pub(crate) fn new(config: ShardConfig) -> io::Result<Self> {
+        let ShardConfig {
+            engine,
+            index,
+            budget,
+            bridge,
+            shared,
+            status_grace,
+        } = config;
         let poller = sys::Poller::new()?;
         if let Some(bridge) = &bridge {
             poller.add_bridge(bridge, BRIDGE_KEY, shared)?;
         }
         Ok(Self {
+            engine,
             index,
             poller,
             table: Mutex::new(Table {
@@ -310,10 +329,6 @@ impl<P> Shard<P> {
 
     pub(crate) fn budget(&self) -> &Arc<Budget> {
         &self.budget
-    }
-
-    pub(crate) fn len(&self) -> usize {
-        lock(&self.table).entries.len()
     }
 
     /// Returns how many processes are registered and how many of them wait in
@@ -347,7 +362,7 @@ impl<P> Shard<P> {
         table.generation = table.generation.wrapping_add(1) & ((1 << 24) - 1);
         let generation = table.generation;
         let slot = table.entries.vacant_key();
-        let key = Key::new(self.index, slot, generation);
+        let key = Key::new(self.engine, self.index, slot, generation);
         let mut entry = Entry {
             pid,
             generation,
@@ -390,7 +405,7 @@ impl<P> Shard<P> {
     pub(crate) fn deregister(&self, key: Key) -> io::Result<(u32, P)> {
         let mut table = lock(&self.table);
         match table.entries.get(key.slot()) {
-            Some(entry) if entry.generation == key.generation() => {}
+            Some(entry) if entry.generation == key.generation() && key.engine() == self.engine => {}
             _ => return Err(not_registered(key)),
         }
         let entry = table.entries.remove(key.slot());
@@ -404,22 +419,11 @@ impl<P> Shard<P> {
     pub(crate) fn signal(&self, key: Key, signal: i32) -> io::Result<()> {
         let table = lock(&self.table);
         match table.entries.get(key.slot()) {
-            Some(entry) if entry.generation == key.generation() => {
+            Some(entry) if entry.generation == key.generation() && key.engine() == self.engine => {
                 sys::send_signal(entry.watch.as_ref(), entry.pid, signal)
             }
             _ => Err(not_registered(key)),
         }
-    }
-
-    /// Appends the key and PID of every registered process.
-    pub(crate) fn alive(&self, out: &mut Vec<(Key, u32)>) {
-        let table = lock(&self.table);
-        out.extend(
-            table
-                .entries
-                .iter()
-                .map(|(slot, entry)| (Key::new(self.index, slot, entry.generation), entry.pid)),
-        );
     }
 
     fn release(&self, entry: &Entry<P>) {
@@ -469,7 +473,7 @@ impl<P> Shard<P> {
                 bridged = true;
                 continue;
             }
-            let key = Key(ready.key as u64);
+            let key = Key::from_raw(self.engine, ready.key as u64);
             let slot = key.slot();
             let current = table.entries.get(slot).map(|entry| entry.generation);
             if current.is_none() || (usize::BITS >= 64 && current != Some(key.generation())) {
@@ -562,7 +566,7 @@ impl<P> Shard<P> {
             self.budget.release();
             return false;
         };
-        let key = Key::new(self.index, slot, entry.generation);
+        let key = Key::new(self.engine, self.index, slot, entry.generation);
         if self.poller.add(&watch, entry.pid, poll_key(key)).is_err() {
             self.budget.release();
             return false;
@@ -606,7 +610,7 @@ impl<P> Shard<P> {
                 table.lane.remove(&slot);
                 self.release(&entry);
                 let exit = RawExit {
-                    key: Key::new(self.index, slot, entry.generation),
+                    key: Key::new(self.engine, self.index, slot, entry.generation),
                     pid: entry.pid,
                     status,
                     usage,

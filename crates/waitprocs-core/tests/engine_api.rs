@@ -221,3 +221,169 @@ fn start_time_identity_checked() {
     // The engine reaped the child by PID; its handle has nothing left to do.
     drop(child);
 }
+
+#[test]
+fn far_deadline_means_no_deadline() {
+    let engine = Engine::<()>::new().unwrap();
+    engine
+        .register_child(
+            Command::new("sh").args(["-c", "exit 2"]).spawn().unwrap(),
+            (),
+        )
+        .unwrap();
+    let outcome = engine.wait(WaitFor::All, Some(Duration::MAX)).unwrap();
+    assert_eq!(outcome.gone.len(), 1);
+    assert_eq!(outcome.gone[0].status, ExitStatus::Exited(2));
+    let outcome = engine.terminate_all(Duration::MAX).unwrap();
+    assert!(outcome.gone.is_empty());
+}
+
+#[test]
+fn concurrent_waits_keep_deadlines() {
+    let engine = Arc::new(Engine::<()>::new().unwrap());
+    let child = Command::new("sleep").arg("30").spawn().unwrap();
+    let key = engine.register_pid(child.id(), ()).unwrap();
+
+    let long = {
+        let engine = Arc::clone(&engine);
+        std::thread::spawn(move || engine.wait(WaitFor::All, Some(Duration::from_secs(3))))
+    };
+    std::thread::sleep(Duration::from_millis(100));
+    let started = Instant::now();
+    let short = engine
+        .wait(WaitFor::Any, Some(Duration::from_millis(300)))
+        .unwrap();
+    let took = started.elapsed();
+    assert!(short.gone.is_empty());
+    assert!(
+        took >= Duration::from_millis(300),
+        "returned early: {took:?}"
+    );
+    assert!(
+        took < Duration::from_secs(2),
+        "missed its deadline: {took:?}"
+    );
+
+    // The short wait is done; the long one still drives and sees the exit.
+    engine.signal(key, libc::SIGKILL).unwrap();
+    let outcome = long.join().unwrap().unwrap();
+    assert_eq!(outcome.gone.len(), 1);
+    // The engine reaped the child by PID; its handle has nothing left to do.
+    drop(child);
+}
+
+#[test]
+fn foreign_key_rejected() {
+    let first = Engine::<()>::new().unwrap();
+    let second = Engine::<()>::new().unwrap();
+    let mut a = Command::new("sleep").arg("30").spawn().unwrap();
+    let mut b = Command::new("sleep").arg("30").spawn().unwrap();
+    let key_a = first.register_pid(a.id(), ()).unwrap();
+    let _key_b = second.register_pid(b.id(), ()).unwrap();
+
+    let error = second.deregister(key_a).unwrap_err();
+    assert_eq!(error.kind(), std::io::ErrorKind::NotFound);
+    assert_eq!(second.len(), 1, "the other engine's process was removed");
+    let error = second.signal(key_a, libc::SIGKILL).unwrap_err();
+    assert_eq!(error.kind(), std::io::ErrorKind::NotFound);
+
+    for child in [&mut a, &mut b] {
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+}
+
+#[test]
+fn engine_dropped_in_callback() {
+    let slot: Arc<std::sync::Mutex<Option<Arc<Engine<()>>>>> = Arc::default();
+    let holder = Arc::clone(&slot);
+    let engine = Arc::new(
+        Engine::<()>::builder()
+            .threads(true)
+            .on_exit(move |_| {
+                // Drops the last reference on the dispatch thread.
+                holder.lock().unwrap().take();
+            })
+            .build()
+            .unwrap(),
+    );
+    let events = engine.events();
+    engine
+        .register_child(Command::new("true").spawn().unwrap(), ())
+        .unwrap();
+    *slot.lock().unwrap() = Some(engine);
+
+    // The engine is gone after the callback, so its channel disconnects
+    // once the event has been read; nothing panicked on the way.
+    let event = events.recv_timeout(Duration::from_secs(5)).unwrap();
+    assert!(event.status.success());
+    let after = events.recv_timeout(Duration::from_secs(5));
+    assert!(
+        matches!(
+            after,
+            Err(waitprocs_core::channel::RecvTimeoutError::Disconnected)
+        ),
+        "{after:?}"
+    );
+}
+
+#[test]
+fn wait_in_threaded_callback_rejected() {
+    let (result_tx, result_rx) = std::sync::mpsc::channel();
+    let engine: Arc<Engine<()>> = Arc::new_cyclic(|weak: &std::sync::Weak<Engine<()>>| {
+        let weak = weak.clone();
+        Engine::<()>::builder()
+            .threads(true)
+            .on_exit(move |_| {
+                if let Some(engine) = weak.upgrade() {
+                    let kind = engine
+                        .wait(WaitFor::All, Some(Duration::from_secs(1)))
+                        .map(|_| ())
+                        .map_err(|error| error.kind());
+                    let _ = result_tx.send(kind);
+                }
+            })
+            .build()
+            .unwrap()
+    });
+    engine
+        .register_child(Command::new("true").spawn().unwrap(), ())
+        .unwrap();
+    let result = result_rx.recv_timeout(Duration::from_secs(5)).unwrap();
+    assert_eq!(result, Err(std::io::ErrorKind::Deadlock));
+    let outcome = engine
+        .wait(WaitFor::All, Some(Duration::from_secs(5)))
+        .unwrap();
+    assert_eq!(outcome.gone.len(), 1);
+}
+
+#[test]
+fn wait_in_caller_driven_callback_works() {
+    let engine: Arc<Engine<u32>> = Arc::new_cyclic(|weak: &std::sync::Weak<Engine<u32>>| {
+        let weak = weak.clone();
+        Engine::<u32>::builder()
+            .on_exit(move |exit| {
+                if exit.data != 1 {
+                    return;
+                }
+                // A follow-up process, waited for from inside the callback.
+                let engine = weak.upgrade().unwrap();
+                let child = Command::new("sh").args(["-c", "exit 4"]).spawn().unwrap();
+                engine.register_child(child, 2).unwrap();
+                let nested = engine
+                    .wait(WaitFor::Any, Some(Duration::from_secs(5)))
+                    .unwrap();
+                assert!(!nested.gone.is_empty() || engine.is_empty());
+            })
+            .build()
+            .unwrap()
+    });
+    engine
+        .register_child(Command::new("true").spawn().unwrap(), 1)
+        .unwrap();
+    let outcome = engine
+        .wait(WaitFor::All, Some(Duration::from_secs(10)))
+        .unwrap();
+    assert!(outcome.alive.is_empty());
+    assert!(engine.take_callback_panic().is_none());
+}

@@ -185,7 +185,8 @@ where
         }
     }
 
-    let deadline = timeout.map(|timeout| started + timeout);
+    // A deadline too far to represent is no deadline.
+    let deadline = timeout.and_then(|timeout| started.checked_add(timeout));
     loop {
         let remaining = deadline.map(|d| d.saturating_duration_since(std::time::Instant::now()));
         let outcome = engine.wait(WaitFor::Any, remaining)?;

@@ -494,3 +494,72 @@ pub fn leader_exit_program(processes: &mut Processes, dir: &TempDir) -> Option<V
     }
     None
 }
+
+/// Counts the descriptors open in this process's table, from `/proc/self/fd`,
+/// without the descriptor of the directory listing itself.
+///
+/// Threads that gave themselves a private table (the engine's overflow
+/// shards) are not counted, because `/proc/self` shows the main thread's table.
+///
+/// # Panics
+///
+/// If `/proc/self/fd` cannot be read.
+pub fn open_descriptor_count() -> usize {
+    let entries = fs::read_dir("/proc/self/fd")
+        .unwrap_or_else(|error| panic!("failed to read /proc/self/fd: {error}"));
+    entries.count().saturating_sub(1)
+}
+
+/// Returns the names of this process's threads that start with `prefix`,
+/// from `/proc/self/task/TID/comm`. The kernel keeps 15 bytes of a name.
+///
+/// # Panics
+///
+/// If `/proc/self/task` cannot be read.
+pub fn threads_named(prefix: &str) -> Vec<String> {
+    let tasks = fs::read_dir("/proc/self/task")
+        .unwrap_or_else(|error| panic!("failed to read /proc/self/task: {error}"));
+    tasks
+        .filter_map(|task| fs::read_to_string(task.ok()?.path().join("comm")).ok())
+        .map(|name| name.trim_end().to_owned())
+        .filter(|name| name.starts_with(prefix))
+        .collect()
+}
+
+/// Opens a pidfd for process `pid`, which must exist. Unlike the PID, the
+/// pidfd never names a later process that reuses the number.
+///
+/// # Panics
+///
+/// If pidfd_open(2) fails.
+pub fn open_pidfd(pid: u32) -> OwnedFd {
+    rustix::process::pidfd_open(to_pid(pid), PidfdFlags::empty())
+        .unwrap_or_else(|error| panic!("pidfd_open({pid}) failed: {error}"))
+}
+
+/// Returns the state of our child behind `pidfd`, without reaping it.
+///
+/// # Panics
+///
+/// If waitid(2) fails with anything but `ECHILD`.
+pub fn pidfd_child_state(pidfd: &OwnedFd) -> ChildState {
+    let options = WaitIdOptions::EXITED | WaitIdOptions::NOHANG | WaitIdOptions::NOWAIT;
+    match rustix::process::waitid(WaitId::PidFd(pidfd.as_fd()), options) {
+        Ok(Some(_)) => ChildState::Zombie,
+        Ok(None) => ChildState::Running,
+        Err(Errno::CHILD) => ChildState::Reaped,
+        Err(error) => panic!("waitid on a pidfd failed: {error}"),
+    }
+}
+
+/// Converts a status from `std::process` into the engine's type, so the two
+/// compare exactly (exit code, or signal and core-dump flag).
+///
+/// # Panics
+///
+/// If the status describes a stopped or continued process.
+pub fn engine_status(status: std::process::ExitStatus) -> waitprocs_core::ExitStatus {
+    use std::os::unix::process::ExitStatusExt;
+    waitprocs_core::ExitStatus::from_wait_status(status.into_raw())
+        .unwrap_or_else(|| panic!("{status:?} is not the status of an ended process"))
+}

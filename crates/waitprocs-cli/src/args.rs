@@ -1,5 +1,5 @@
-//! Value parsers for durations and PIDs. Clap prefixes their messages with the
-//! rejected value and the option it was given for.
+//! Value parsers for durations, PIDs and `--halt`. Clap prefixes their
+//! messages with the rejected value and the option it was given for.
 
 use std::time::Duration;
 
@@ -9,7 +9,13 @@ const DURATION_FORMS: &str =
 const PID_RANGE: &str = "a PID is a whole number from 1 to 2147483647";
 
 /// Parses a duration: `0.5` (seconds), `500ms`, `2s`, `1m` or `1h`.
-pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
+///
+/// # Errors
+///
+/// Returns a message naming the problem and the accepted forms if `text` is
+/// empty, negative, not a decimal number, has an unknown unit, or is too large
+/// for a [`Duration`].
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
     if text.is_empty() {
         return Err(format!("the duration is empty; {DURATION_FORMS}"));
     }
@@ -42,7 +48,12 @@ pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
 }
 
 /// Parses a PID: a whole number from 1 to `i32::MAX`, the range of `pid_t`.
-pub(crate) fn parse_pid(text: &str) -> Result<u32, String> {
+///
+/// # Errors
+///
+/// Returns a message naming the problem and the valid range if `text` is
+/// empty, negative, zero, not a whole number, or above `i32::MAX`.
+pub fn parse_pid(text: &str) -> Result<u32, String> {
     if text.is_empty() {
         return Err(format!("the PID is empty; {PID_RANGE}"));
     }
@@ -58,6 +69,46 @@ pub(crate) fn parse_pid(text: &str) -> Result<u32, String> {
         Ok(0) => Err(format!("0 is not a process; {PID_RANGE}")),
         Ok(pid) if pid <= i32::MAX as u32 => Ok(pid),
         _ => Err(format!("out of range; {PID_RANGE}")),
+    }
+}
+
+const HALT_FORMS: &str = "use soon,fail=N (start no new job after N failed jobs) or now,fail=N (also stop the running jobs), with N from 1";
+
+/// When `run` stops early because jobs failed, from `--halt`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Halt {
+    /// Whether the running jobs are stopped too (SIGTERM, then SIGKILL), not
+    /// only the start of new ones.
+    pub now: bool,
+    /// Number of failed jobs, counted after their retries, that triggers the halt.
+    pub failures: u32,
+}
+
+/// Parses `--halt`: `soon,fail=N` or `now,fail=N`, with N from 1.
+///
+/// # Errors
+///
+/// Returns a message naming the problem and the accepted forms if `text` has
+/// another mode or condition, or N is not a whole number from 1 to `u32::MAX`.
+pub fn parse_halt(text: &str) -> Result<Halt, String> {
+    let Some((mode, condition)) = text.split_once(',') else {
+        return Err(format!("expected a mode and a condition; {HALT_FORMS}"));
+    };
+    let now = match mode {
+        "soon" => false,
+        "now" => true,
+        _ => return Err(format!("unknown mode '{mode}'; {HALT_FORMS}")),
+    };
+    let Some(count) = condition.strip_prefix("fail=") else {
+        return Err(format!("unknown condition '{condition}'; {HALT_FORMS}"));
+    };
+    if count.is_empty() || !count.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!("'{count}' is not a whole number; {HALT_FORMS}"));
+    }
+    match count.parse::<u32>() {
+        Ok(0) => Err(format!("the count must be at least 1; {HALT_FORMS}")),
+        Ok(failures) => Ok(Halt { now, failures }),
+        Err(_) => Err(format!("'{count}' is out of range; {HALT_FORMS}")),
     }
 }
 
@@ -147,6 +198,40 @@ mod tests {
         for (text, expected) in cases {
             let error = parse_pid(text).expect_err(text);
             assert!(error.contains(expected), "{text}: {error}");
+        }
+    }
+
+    #[test]
+    fn halt_accepts_forms() {
+        let soon = Halt {
+            now: false,
+            failures: 1,
+        };
+        assert_eq!(parse_halt("soon,fail=1"), Ok(soon));
+        let now = Halt {
+            now: true,
+            failures: 3,
+        };
+        assert_eq!(parse_halt("now,fail=3"), Ok(now));
+    }
+
+    #[test]
+    fn halt_rejects_invalid() {
+        let cases = [
+            ("", "a mode and a condition"),
+            ("now", "a mode and a condition"),
+            ("later,fail=1", "unknown mode 'later'"),
+            ("now,success=1", "unknown condition 'success=1'"),
+            ("now,fail=", "not a whole number"),
+            ("now,fail=-1", "not a whole number"),
+            ("now,fail=1%", "not a whole number"),
+            ("now,fail=0", "at least 1"),
+            ("soon,fail=4294967296", "out of range"),
+        ];
+        for (text, expected) in cases {
+            let error = parse_halt(text).expect_err(text);
+            assert!(error.contains(expected), "{text}: {error}");
+            assert!(error.contains("now,fail=N"), "{text}: {error}");
         }
     }
 }

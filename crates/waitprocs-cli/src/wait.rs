@@ -58,6 +58,9 @@ pub(crate) fn wait(args: WaitArgs, started: Instant) -> Result<u8, Failure> {
     };
 
     let engine = Engine::<usize>::builder()
+        .raise_fd_limit(true)
+        .force_fallback(args.fallback)
+        .nonchild_status_grace(args.status_grace)
         .build()
         .map_err(|error| Failure::Error(format!("cannot start watching processes: {error}")))?;
     let not_found = register_all(&engine, &pids)?;
@@ -74,7 +77,10 @@ pub(crate) fn wait(args: WaitArgs, started: Instant) -> Result<u8, Failure> {
         reported_count += 1;
     }
 
-    let deadline = args.timeout.map(|timeout| started + timeout);
+    // A deadline too far to represent is no deadline.
+    let deadline = args
+        .timeout
+        .and_then(|timeout| started.checked_add(timeout));
     let events = engine.events();
     let mut timed_out = false;
     while reported_count < required_exits && !engine.is_empty() {

@@ -965,6 +965,15 @@ impl<T: Send + 'static> Engine<T> {
         }
     }
 
+    /// Returns when [`poll`](Self::poll) must run next even if the engine's
+    /// descriptor stays quiet: a process in the fallback lane or one whose
+    /// exit is not reapable yet is looked at on a timer, which the descriptor
+    /// does not report. `None` when no timer is pending. A caller that nests
+    /// the engine in its own event loop uses this as its timeout.
+    pub fn next_due(&self) -> Option<Instant> {
+        self.inner.shards.iter().filter_map(Shard::next_due).min()
+    }
+
     /// Returns a receiver of exit events. Every clone, and [`wait`](Self::wait),
     /// take events from the same queue: each event is received once.
     pub fn events(&self) -> Receiver<ExitEvent<T>> {
@@ -1081,9 +1090,9 @@ impl<T: Send + 'static> Engine<T> {
 impl<T> std::os::fd::AsFd for Engine<T> {
     /// Returns the descriptor of the first shard's poller. It becomes readable
     /// when [`Engine::poll`] has exits to deliver, so a caller-driven engine
-    /// can sit inside another event loop. Retries of the fallback lane do not
-    /// make it readable: call `poll` at least every 100 ms while
-    /// processes are in the lane.
+    /// can sit inside another event loop. Timers (the fallback lane, and
+    /// exits not reapable yet) do not make it readable: also call `poll` by
+    /// [`Engine::next_due`].
     fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
         self.inner.shards[0].poller().as_fd()
     }

@@ -338,6 +338,16 @@ impl<P> Shard<P> {
         (table.entries.len(), table.lane.len())
     }
 
+    /// Returns when the next timer of this shard is due: a retry of a process
+    /// that is not reapable yet, or a look at the fallback lane.
+    pub(crate) fn next_due(&self) -> Option<Instant> {
+        let table = lock(&self.table);
+        match (table.retries.next_due(), table.lane_due) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
     /// Adds a prepared process and arms its watch. `charged` is set when the
     /// caller took a descriptor from this shard's budget for it. Returns the
     /// key, and the error that sent the process to the lane, if any, for the
@@ -449,13 +459,7 @@ impl<P> Shard<P> {
         due.clear();
         lane.clear();
 
-        let next = {
-            let table = lock(&self.table);
-            match (table.retries.next_due(), table.lane_due) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            }
-        };
+        let next = self.next_due();
         let timeout = match next {
             Some(at) => {
                 let until = at.saturating_duration_since(Instant::now());

@@ -308,10 +308,14 @@ fn engine_dropped_in_callback() {
             .unwrap(),
     );
     let events = engine.events();
+    // The slot must hold the engine before the child can exit.
+    *slot.lock().unwrap() = Some(Arc::clone(&engine));
+    // The child outlives the test's own reference, so the callback holds
+    // the last one.
     engine
-        .register_child(Command::new("true").spawn().unwrap(), ())
+        .register_child(Command::new("sleep").arg("0.3").spawn().unwrap(), ())
         .unwrap();
-    *slot.lock().unwrap() = Some(engine);
+    drop(engine);
 
     // The engine is gone after the callback, so its channel disconnects
     // once the event has been read; nothing panicked on the way.
@@ -386,4 +390,23 @@ fn wait_in_caller_driven_callback_works() {
         .unwrap();
     assert!(outcome.alive.is_empty());
     assert!(engine.take_callback_panic().is_none());
+}
+
+#[test]
+fn next_due_covers_lane_timer() {
+    let engine = Engine::<()>::builder()
+        .force_fallback(true)
+        .build()
+        .unwrap();
+    assert_eq!(engine.next_due(), None, "no timer without processes");
+    let mut child = Command::new("sleep").arg("30").spawn().unwrap();
+    let key = engine.register_pid(child.id(), ()).unwrap();
+    let due = engine.next_due().expect("the lane has a timer");
+    assert!(
+        due <= Instant::now() + Duration::from_millis(200),
+        "{due:?}"
+    );
+    engine.deregister(key).unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
 }

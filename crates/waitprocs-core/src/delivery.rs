@@ -120,6 +120,11 @@ impl<T> Delivery<T> {
             .collect()
     }
 
+    /// Returns the PIDs of the registered processes not yet reported.
+    pub(crate) fn registered_pids(&self) -> HashSet<u32> {
+        self.lock().keys.values().copied().collect()
+    }
+
     /// Returns how many registered processes have not been reported.
     pub(crate) fn len(&self) -> usize {
         self.lock().keys.len()

@@ -17,6 +17,7 @@ use crate::delivery::{warn_fallback_once, Delivery, OnEveryExit, OnExit};
 use crate::event::{Alive, ExitEvent, Key};
 use crate::overflow::{Command, Overflow};
 use crate::shard::{self, PrepareError, Prepared, RawExit, Shard, ShardConfig, Target};
+use crate::status::ExitStatus;
 use crate::sys::{self, Bridge};
 
 /// Environment variable that forces the fallback lane in every engine built
@@ -972,6 +973,40 @@ impl<T: Send + 'static> Engine<T> {
     /// the engine in its own event loop uses this as its timeout.
     pub fn next_due(&self) -> Option<Instant> {
         self.inner.shards.iter().filter_map(Shard::next_due).min()
+    }
+
+    /// Reaps every child of this process that has exited and is not
+    /// registered with this engine, and returns each one's PID and status.
+    ///
+    /// A process that is PID 1 of a container, or a child subreaper
+    /// (`PR_SET_CHILD_SUBREAPER`), adopts orphaned descendants and must reap
+    /// them. The engine never does that by itself, and never reports them as
+    /// registered processes: this call is the explicit opt-in. Call it when
+    /// `SIGCHLD` arrives, or on a timer.
+    ///
+    /// It takes the status of any unregistered child, including one that
+    /// other code in this process (or another engine) waits for, so use it
+    /// only in a process that owns all its children. A child registered while
+    /// this call runs can be reaped by it; its event then reports `Unknown`.
+    ///
+    /// # Errors
+    ///
+    /// `Unsupported` on platforms other than Linux; the OS error if
+    /// `/proc/self/task/*/children` cannot be read.
+    pub fn reap_orphans(&self) -> io::Result<Vec<(u32, ExitStatus)>> {
+        let registered = self.inner.delivery.registered_pids();
+        let mut reaped = Vec::new();
+        for pid in sys::children()? {
+            if registered.contains(&pid) {
+                continue;
+            }
+            // Reaps by PID with WNOHANG: a running child is left alone.
+            if let Ok(sys::Reap::Exited(status, _)) = sys::reap(None, pid, false) {
+                tracing::trace!(pid, %status, "reaped an orphan");
+                reaped.push((pid, status));
+            }
+        }
+        Ok(reaped)
     }
 
     /// Returns a receiver of exit events. Every clone, and [`wait`](Self::wait),

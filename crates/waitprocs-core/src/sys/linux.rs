@@ -552,3 +552,23 @@ pub(crate) fn start_time(pid: u32) -> io::Result<u64> {
             )
         })
 }
+
+/// Lists the children of this process, from `/proc/self/task/*/children`
+/// (proc(5); needs a kernel built with `CONFIG_PROC_CHILDREN`, as the common
+/// distributions are).
+pub(crate) fn children() -> io::Result<Vec<u32>> {
+    let mut children = Vec::new();
+    for task in fs::read_dir("/proc/self/task")? {
+        let list = match fs::read_to_string(task?.path().join("children")) {
+            Ok(list) => list,
+            // The thread ended between the listing and the read.
+            Err(error) if error.kind() == io::ErrorKind::NotFound => continue,
+            Err(error) => return Err(error),
+        };
+        children.extend(
+            list.split_whitespace()
+                .filter_map(|pid| pid.parse::<u32>().ok()),
+        );
+    }
+    Ok(children)
+}

@@ -364,3 +364,11 @@ pub(crate) fn start_time(pid: u32) -> io::Result<u64> {
         format!("cannot check the start time of PID {pid}: supported on Linux only"),
     ))
 }
+
+/// Lists the children of this process; not implemented on this platform yet.
+pub(crate) fn children() -> io::Result<Vec<u32>> {
+    Err(io::Error::new(
+        io::ErrorKind::Unsupported,
+        "listing the children of this process is supported on Linux only",
+    ))
+}

@@ -2,6 +2,10 @@
 //! delivers one exit.
 //!
 //! Run with `cargo bench -p waitprocs-benches --bench micro`.
+// The harness measures Linux mechanisms and Linux peers; elsewhere it builds
+// to an empty program so that the workspace still type-checks.
+#![cfg_attr(not(target_os = "linux"), no_main)]
+#![cfg(target_os = "linux")]
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};

@@ -7,6 +7,7 @@
 //! [`Sample`] and opens the [`Gate`]. It records `CLOCK_MONOTONIC` as each exit
 //! is delivered, then takes a second sample and prints one JSON object on
 //! stdout.
+#![cfg(target_os = "linux")]
 
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};

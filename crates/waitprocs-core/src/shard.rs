@@ -421,7 +421,7 @@ impl<P> Shard<P> {
         let entry = table.entries.remove(key.slot());
         table.lane.remove(&key.slot());
         drop(table);
-        self.release(&entry);
+        self.release(&entry, false);
         Ok((entry.pid, entry.payload))
     }
 
@@ -436,10 +436,16 @@ impl<P> Shard<P> {
         }
     }
 
-    fn release(&self, entry: &Entry<P>) {
+    /// Undoes an entry's watch and budget charge. `fired` says that its
+    /// one-shot interest has already fired.
+    fn release(&self, entry: &Entry<P>, fired: bool) {
         if let Some(watch) = &entry.watch {
-            // NotFound means the one-shot interest had fired: nothing to undo.
-            let _ = self.poller.delete(watch, entry.pid);
+            // A fired one-shot interest is disabled, and where dropping the
+            // watch removes it (closing a pidfd), nothing is left to delete.
+            if !(fired && sys::DROP_REMOVES_WATCH) {
+                // NotFound means the one-shot interest had fired: nothing to undo.
+                let _ = self.poller.delete(watch, entry.pid);
+            }
         }
         if entry.charged {
             self.budget.release();
@@ -612,7 +618,7 @@ impl<P> Shard<P> {
             Decision::Report(status, usage) => {
                 let entry = table.entries.remove(slot);
                 table.lane.remove(&slot);
-                self.release(&entry);
+                self.release(&entry, true);
                 let exit = RawExit {
                     key: Key::new(self.engine, self.index, slot, entry.generation),
                     pid: entry.pid,

@@ -657,3 +657,6 @@ pub(crate) fn children() -> io::Result<Vec<u32>> {
         "listing the children of this process is supported on Linux only",
     ))
 }
+
+/// Whether dropping a `Watch` also removes it from the poller. A watch holds no descriptor, so the poller must be told.
+pub(crate) const DROP_REMOVES_WATCH: bool = false;

@@ -608,3 +608,6 @@ pub(crate) fn children() -> io::Result<Vec<u32>> {
     }
     Ok(children)
 }
+
+/// Whether dropping a `Watch` also removes it from the poller. Closing a pidfd, which is never duplicated, removes it from the epoll set.
+pub(crate) const DROP_REMOVES_WATCH: bool = true;

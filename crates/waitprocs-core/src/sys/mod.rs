@@ -44,6 +44,8 @@
 //! - `private_descriptor_table(keep: &[&Bridge])` gives the calling thread its
 //!   own descriptor table (Linux only; others return `Unsupported`).
 //! - `BACKEND`: the backend's name, for logs.
+//! - `DROP_REMOVES_WATCH`: whether dropping a `Watch` whose interest fired
+//!   removes it from the poller, so `delete` can be skipped.
 //!
 //! A backend that cannot watch a process sends it to the fallback lane by
 //! returning [`OpenError::Unavailable`]; the lane then polls it with `reap` and

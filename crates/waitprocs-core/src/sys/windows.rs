@@ -372,3 +372,6 @@ pub(crate) fn children() -> io::Result<Vec<u32>> {
         "listing the children of this process is supported on Linux only",
     ))
 }
+
+/// Whether dropping a `Watch` also removes it from the poller. polling keeps its own registration of the handle until it is deleted.
+pub(crate) const DROP_REMOVES_WATCH: bool = false;

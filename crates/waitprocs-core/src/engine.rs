@@ -742,6 +742,8 @@ impl<T: Send + 'static> Engine<T> {
         };
 
         let ticket = self.inner.next_ticket.fetch_add(1, Ordering::Relaxed);
+        // NOTE: each registration here is one command and one wake-up of every
+        // overflow thread, about 30 µs against 2 µs below the budget.
         // Park the payload first: the exit may be handed over before the reply.
         self.parked().insert(ticket, payload);
         let reply = self.overflows()[position].call(|reply| Command::Register {

@@ -151,7 +151,6 @@ pub(crate) fn run(args: RunArgs, started: Instant) -> Result<u8, Failure> {
         retries: args.retries,
         halt: args.halt,
         json: args.json,
-        fallback: args.fallback,
         started,
         engine: &engine,
         active: &active,
@@ -243,7 +242,6 @@ struct Runner<'a> {
     retries: u32,
     halt: Option<Halt>,
     json: bool,
-    fallback: bool,
     started: Instant,
     engine: &'a Engine<usize>,
     active: &'a ActiveJobs,
@@ -453,11 +451,16 @@ impl Runner<'_> {
         let mut timeout = self
             .next_deadline()
             .map(|at| at.saturating_duration_since(Instant::now()));
-        // The fallback lane's retries do not wake the engine's descriptor, so
-        // the loop looks at the engine on a back-off of its own. Systems other
-        // than Linux do so always, because their engine descriptor is not polled.
-        let in_lane = self.fallback || self.engine.stats().lane > 0;
-        if in_lane || !ENGINE_FD_POLLED {
+        // The engine's timers (the fallback lane, retries) do not wake its
+        // descriptor, so the loop also wakes when the engine says one is due.
+        // Systems other than Linux look at the engine on a back-off of their
+        // own, because their engine descriptor is not polled.
+        if ENGINE_FD_POLLED {
+            if let Some(due) = self.engine.next_due() {
+                let until = due.saturating_duration_since(Instant::now());
+                timeout = Some(timeout.map_or(until, |t| t.min(until)));
+            }
+        } else {
             self.lane_sleep = (self.lane_sleep * 2).clamp(Duration::from_millis(1), LANE_MAX_SLEEP);
             timeout = Some(timeout.map_or(self.lane_sleep, |t| t.min(self.lane_sleep)));
         }

@@ -1094,3 +1094,65 @@ fn orchestrate(args: &[String]) -> io::Result<()> {
         )))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn offsets_spread_evenly_shuffled() {
+        let offsets = exit_offsets_us(1000, 200, 3000);
+        let mut sorted = offsets.clone();
+        sorted.sort_unstable();
+        assert_eq!(sorted[0], 200_000);
+        assert_eq!(sorted[999], 200_000 + 999 * 3003);
+        assert!(sorted.windows(2).all(|pair| pair[1] - pair[0] == 3003));
+        assert_ne!(offsets, sorted, "exits follow spawn order");
+    }
+
+    #[test]
+    fn offsets_without_spread_coincide() {
+        assert_eq!(exit_offsets_us(3, 0, 0), vec![0, 0, 0]);
+        assert_eq!(exit_offsets_us(1, 50, 1000), vec![50_000]);
+    }
+
+    #[test]
+    fn percentile_uses_nearest_rank() {
+        let values: Vec<u64> = (1..=100).collect();
+        assert_eq!(percentile(&values, 0.50), 50);
+        assert_eq!(percentile(&values, 0.99), 99);
+        assert_eq!(percentile(&values, 1.0), 100);
+        assert_eq!(percentile(&[], 0.5), 0);
+    }
+
+    #[test]
+    fn spec_survives_arguments() {
+        let spec = Spec {
+            scenario: 'B',
+            mode: Mode::Lane,
+            n: 20,
+            idle_ms: 6000,
+            spread_ms: 2000,
+            nofile: Some(1024),
+            shards: Some(4),
+            spin_us: 20,
+            window_ms: Some((500, 5000)),
+        };
+        let parsed = Spec::from_args(&spec.to_args()).expect("own arguments parse");
+        assert_eq!(parsed.to_args(), spec.to_args());
+    }
+
+    #[test]
+    fn machine_busy_needs_ticks() {
+        let ticks = MachineTicks {
+            busy: 50,
+            total: 200,
+        };
+        let later = MachineTicks {
+            busy: 125,
+            total: 300,
+        };
+        assert_eq!(later.busy_pct_since(&ticks), Some(75.0));
+        assert_eq!(ticks.busy_pct_since(&ticks), None);
+    }
+}

@@ -47,7 +47,7 @@ struct Payload<T> {
 }
 
 std::thread_local! {
-    // Debian's clippy 1.96 asks for a const initializer, which this already is.
+    // Debian's clippy 1.96 requests a const initializer, which this already is.
     #[allow(clippy::missing_const_for_thread_local)]
     /// The engine whose exits this thread is delivering right now: set for
     /// good on dispatch threads, and during `poll` on a caller's thread.
@@ -921,7 +921,7 @@ impl<T: Send + 'static> Engine<T> {
             ));
         }
         // A callback of this engine, inside a turn on this thread, runs a
-        // nested turn; it must not wait for the lock its own thread holds.
+        // nested turn. It must not wait for the lock its own thread has.
         if is_driving(self.inner.id) {
             return self.inner.turn(0, timeout);
         }

@@ -87,7 +87,7 @@ pub struct ExitEvent<T = ()> {
     pub key: Key,
     /// The process id.
     pub pid: u32,
-    /// How the process ended.
+    /// The way the process ended.
     pub status: ExitStatus,
     /// Resource usage, for children the engine reaped; `None` otherwise.
     pub usage: Option<ResourceUsage>,

@@ -122,7 +122,7 @@ impl Overflow {
             .map_err(|_| io::Error::other("the overflow thread has stopped"))
     }
 
-    /// Wakes the thread so that it sees the shutdown flag, and joins it.
+    /// Wakes the thread so that it reads the shutdown flag, and joins it.
     pub(crate) fn stop(&mut self) {
         // If the wake-up fails the thread stays blocked, so do not join it.
         if self.wake.wake().is_ok() {

@@ -225,7 +225,7 @@ struct Table<P> {
     lane_full_sweep: Instant,
 }
 
-/// What a shard is built from.
+/// The settings a shard is built from.
 pub(crate) struct ShardConfig {
     /// The id of the engine, carried in every key.
     pub(crate) engine: u32,
@@ -436,7 +436,7 @@ impl<P> Shard<P> {
         }
     }
 
-    /// Undoes an entry's watch and budget charge. `fired` says that its
+    /// Undoes an entry's watch and budget charge. `fired` is set when its
     /// one-shot interest has already fired.
     fn release(&self, entry: &Entry<P>, fired: bool) {
         if let Some(watch) = &entry.watch {

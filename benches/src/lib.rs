@@ -160,13 +160,20 @@ static STATUS_FILES: OnceLock<Vec<(u32, File)>> = OnceLock::new();
 ///
 /// # Errors
 ///
-/// Returns the error of listing or opening `/proc/self/task/*/status`.
+/// Returns the error of listing `/proc/self/task` or of opening the status
+/// file of a thread that still exists.
 pub fn prepare_sampling() -> io::Result<()> {
     let mut files = Vec::new();
     for task in fs::read_dir("/proc/self/task")? {
         let task = task?;
         let tid = task.file_name().to_string_lossy().parse().unwrap_or(0);
-        files.push((tid, File::open(task.path().join("status"))?));
+        match File::open(task.path().join("status")) {
+            Ok(file) => files.push((tid, file)),
+            // The thread ended between the listing and the open; a test
+            // harness ends its threads at any time.
+            Err(error) if error.kind() == io::ErrorKind::NotFound => continue,
+            Err(error) => return Err(error),
+        }
     }
     let _ = STATUS_FILES.set(files);
     Ok(())

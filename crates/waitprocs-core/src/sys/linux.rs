@@ -187,6 +187,27 @@ pub(crate) fn reap(watch: Option<&Watch>, pid: u32, keep: bool) -> io::Result<Re
     if keep {
         options |= libc::WNOWAIT;
     }
+    match waitid_with_usage(idtype, id, options) {
+        Ok((info, usage)) => Ok(decode_exit(&info, &usage)),
+        Err(err) => match err.raw_os_error() {
+            Some(libc::ECHILD) => Ok(Reap::NotChild),
+            // Linux 5.3 has pidfd_open but not P_PIDFD (added in 5.4). A
+            // child's PID cannot be reused before it is reaped, so waiting by
+            // PID names the same process.
+            Some(libc::EINVAL) if watch.is_some() => reap(None, pid, keep),
+            _ => Err(err),
+        },
+    }
+}
+
+/// Calls waitid(2) through the raw system call, whose fifth argument returns
+/// the child's rusage (the libc wrapper has no such argument). Retries on
+/// `EINTR`.
+fn waitid_with_usage(
+    idtype: libc::idtype_t,
+    id: libc::id_t,
+    options: libc::c_int,
+) -> io::Result<(libc::siginfo_t, libc::rusage)> {
     let mut info = MaybeUninit::<libc::siginfo_t>::zeroed();
     let mut usage = MaybeUninit::<libc::rusage>::zeroed();
     loop {
@@ -212,24 +233,22 @@ pub(crate) fn reap(watch: Option<&Watch>, pid: u32, keep: bool) -> io::Result<Re
             }
             io::Error::last_os_error()
         };
-        match err.raw_os_error() {
-            Some(libc::EINTR) => continue,
-            Some(libc::ECHILD) => return Ok(Reap::NotChild),
-            // Linux 5.3 has pidfd_open but not P_PIDFD (added in 5.4). A
-            // child's PID cannot be reused before it is reaped, so waiting by
-            // PID names the same process.
-            Some(libc::EINVAL) if watch.is_some() => return reap(None, pid, keep),
-            _ => return Err(err),
+        if err.raw_os_error() != Some(libc::EINTR) {
+            return Err(err);
         }
     }
     // SAFETY: the kernel filled `info` (or left it zeroed under WNOHANG), and
     // both buffers were zero-initialised, which is a valid bit pattern for them.
-    let (info, usage) = unsafe { (info.assume_init(), usage.assume_init()) };
+    Ok(unsafe { (info.assume_init(), usage.assume_init()) })
+}
+
+/// Turns what waitid(2) returned under `WEXITED | WNOHANG` into a [`Reap`].
+fn decode_exit(info: &libc::siginfo_t, usage: &libc::rusage) -> Reap {
     // SAFETY: for SIGCHLD-style siginfo from waitid, `si_pid` and `si_status`
     // are the fields the kernel fills.
     let (child, status) = unsafe { (info.si_pid(), info.si_status()) };
     if child == 0 {
-        return Ok(Reap::NotYet);
+        return Reap::NotYet;
     }
     let status = match info.si_code {
         libc::CLD_EXITED => ExitStatus::Exited(status),
@@ -243,9 +262,9 @@ pub(crate) fn reap(watch: Option<&Watch>, pid: u32, keep: bool) -> io::Result<Re
         },
         // Only WEXITED was requested, so stop and continue reports cannot
         // appear; treat anything else as "not an exit".
-        _ => return Ok(Reap::NotYet),
+        _ => return Reap::NotYet,
     };
-    Ok(Reap::Exited(status, Some(resource_usage(&usage))))
+    Reap::Exited(status, Some(resource_usage(usage)))
 }
 
 fn resource_usage(usage: &libc::rusage) -> ResourceUsage {

@@ -4,6 +4,8 @@
 mod capture;
 #[path = "console.rs"]
 mod console;
+#[path = "logging.rs"]
+mod logging;
 #[path = "output.rs"]
 mod output;
 #[path = "plan.rs"]
@@ -180,6 +182,10 @@ which counts as a failed job (1).";
 #[derive(Debug, Parser)]
 #[command(name = "waitprocs", version, after_help = MAIN_AFTER_HELP)]
 struct Cli {
+    /// Show more of the engine's log on standard error: -v info, -vv debug (backend choice, overflow shards), -vvv trace (every registration and exit). Warnings and errors are always shown; WAITPROCS_LOG (a level, or target=level pairs) overrides this.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+
     #[command(subcommand)]
     command: Command,
 }
@@ -347,10 +353,10 @@ struct RunArgs {
 pub(crate) fn main() -> ExitCode {
     let started = Instant::now();
     let cli = Cli::parse();
-    let result = match cli.command {
+    let result = logging::init(cli.verbose).and_then(|()| match cli.command {
         Command::Wait(args) => wait::wait(args, started),
         Command::Run(args) => run::run(args, started),
-    };
+    });
     match result {
         Ok(code) => ExitCode::from(code),
         Err(Failure::Usage(message)) => {

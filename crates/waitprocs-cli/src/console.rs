@@ -45,6 +45,7 @@ impl Console {
             bar.enable_steady_tick(TICK);
             bar
         });
+        crate::app::logging::set_progress_bar(bar.clone());
         Self {
             bar,
             stdout_is_terminal: io::stdout().is_terminal(),
@@ -129,6 +130,7 @@ impl Console {
     /// Removes the bar from the terminal for good.
     pub(crate) fn finish(&self) {
         if let Some(bar) = &self.bar {
+            crate::app::logging::set_progress_bar(None);
             bar.finish_and_clear();
         }
     }

@@ -2150,3 +2150,57 @@ fn huge_durations_mean_no_limit() {
     assert_eq!(out.code(), Some(1), "{out:?}");
     assert!(out.stderr.contains("timed out"), "{}", out.stderr);
 }
+
+#[test]
+fn log_silent_by_default() {
+    let out = tool(&["run", "--", "true"]);
+    assert_eq!(out.code(), Some(0), "{}", out.stderr);
+    assert!(!out.stderr.contains("engine started"), "{}", out.stderr);
+    assert!(!out.stderr.contains("registered"), "{}", out.stderr);
+}
+
+#[test]
+fn verbose_flags_raise_log_level() {
+    let debug = tool(&["-vv", "run", "--", "true"]);
+    assert_eq!(debug.code(), Some(0), "{}", debug.stderr);
+    assert!(debug.stderr.contains("engine started"), "{}", debug.stderr);
+    assert!(!debug.stderr.contains("registered"), "{}", debug.stderr);
+
+    // The flag is global, so it may follow the subcommand too.
+    let trace = tool(&["run", "-vvv", "--", "true"]);
+    assert_eq!(trace.code(), Some(0), "{}", trace.stderr);
+    assert!(trace.stderr.contains("registered"), "{}", trace.stderr);
+    assert!(trace.stderr.contains("exited"), "{}", trace.stderr);
+}
+
+#[test]
+fn log_env_sets_filter() {
+    let out = Tool::start_command(
+        Command::new(BIN)
+            .env("WAITPROCS_LOG", "waitprocs_core=trace")
+            .args(["run", "--", "true"]),
+        None,
+    )
+    .finish();
+    assert_eq!(out.code(), Some(0), "{}", out.stderr);
+    assert!(out.stderr.contains("registered"), "{}", out.stderr);
+}
+
+#[test]
+fn log_env_invalid_is_usage_error() {
+    let out = Tool::start_command(
+        Command::new(BIN)
+            .env("WAITPROCS_LOG", "waitprocs_core=loud")
+            .args(["run", "--", "true"]),
+        None,
+    )
+    .finish();
+    assert_eq!(out.code(), Some(2), "{}", out.stderr);
+    assert!(out.stderr.contains("WAITPROCS_LOG"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("'waitprocs_core=loud'"),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stdout.is_empty(), "no job ran: {}", out.stdout);
+}

@@ -62,6 +62,11 @@ impl Budget {
             .is_ok()
     }
 
+    /// Returns whether [`Budget::try_acquire`] would succeed now.
+    pub(crate) fn has_room(&self) -> bool {
+        self.used.load(Ordering::Acquire) < self.limit
+    }
+
     /// Returns one descriptor to the budget.
     pub(crate) fn release(&self) {
         self.used.fetch_sub(1, Ordering::AcqRel);

@@ -17,7 +17,7 @@ use slab::Slab;
 use crate::budget::Budget;
 use crate::dispatch::{self, Decision, Origin, Trigger};
 use crate::event::Key;
-use crate::fallback::{self, RetryQueue};
+use crate::fallback::{self, Lane, LaneEntry, RetryQueue};
 use crate::status::{ExitStatus, ResourceUsage};
 use crate::sys::{self, Bridge, Liveness, OpenError, Ready, Reap, Watch};
 
@@ -213,13 +213,23 @@ struct Entry<P> {
     payload: P,
 }
 
+impl<P> Entry<P> {
+    /// Returns what the lane keeps about this entry.
+    fn lane_entry(&self) -> LaneEntry {
+        LaneEntry {
+            child: matches!(self.origin, Origin::Child { .. }).then_some(self.pid),
+            promotable: self.transient,
+        }
+    }
+}
+
 struct Table<P> {
     entries: Slab<Entry<P>>,
     generation: u32,
     /// Entries whose watch fired before they were reapable.
     retries: RetryQueue,
-    /// Slots of the entries without a watch.
-    lane: HashSet<usize>,
+    /// The entries without a watch.
+    lane: Lane,
     lane_due: Option<Instant>,
     lane_interval: Duration,
     lane_full_sweep: Instant,
@@ -310,7 +320,7 @@ impl<P> Shard<P> {
                 entries: Slab::new(),
                 generation: 0,
                 retries: RetryQueue::default(),
-                lane: HashSet::new(),
+                lane: Lane::default(),
                 lane_due: None,
                 lane_interval: fallback::FIRST_BACKOFF,
                 lane_full_sweep: Instant::now(),
@@ -398,9 +408,10 @@ impl<P> Shard<P> {
             }
         }
         let in_lane = entry.watch.is_none();
+        let lane_entry = entry.lane_entry();
         table.entries.insert(entry);
         if in_lane {
-            table.lane.insert(slot);
+            table.lane.insert(slot, lane_entry);
             table.lane_interval = fallback::FIRST_BACKOFF;
             table.lane_due = Some(Instant::now());
             drop(table);
@@ -419,7 +430,7 @@ impl<P> Shard<P> {
             _ => return Err(not_registered(key)),
         }
         let entry = table.entries.remove(key.slot());
-        table.lane.remove(&key.slot());
+        table.lane.remove(key.slot(), entry.lane_entry());
         drop(table);
         self.release(&entry, false);
         Ok((entry.pid, entry.payload))
@@ -502,7 +513,6 @@ impl<P> Shard<P> {
         }
 
         if table.lane_due.is_some_and(|at| at <= now) {
-            lane.extend(table.lane.iter().copied());
             self.sweep_lane(&mut table, lane, now, out);
         }
         drop(table);
@@ -518,26 +528,33 @@ impl<P> Shard<P> {
 
     /// Looks at every process in the fallback lane once.
     ///
-    /// Children are only waited on when some child is a zombie (one
-    /// waitid(2) with `P_ALL | WNOWAIT`, which reaps nothing) or once per
-    /// `LANE_FULL_SWEEP`, so an idle lane of children costs one system call
-    /// per tick rather than one per process.
+    /// Children are waited on one by one only once per `LANE_FULL_SWEEP`, or
+    /// when a zombie hides the others from the peek of [`Self::reap_peeked`].
+    /// An idle lane of children costs one system call per tick, and each exit
+    /// about two, rather than one per lane child. The lane is scanned only
+    /// when some entry needs it: a non-child, whose state is read on every
+    /// tick, or a promotion that the budget has room for.
     fn sweep_lane(
         &self,
         table: &mut Table<P>,
-        slots: &[usize],
+        slots: &mut Vec<usize>,
         now: Instant,
         out: &mut Vec<(RawExit, P)>,
     ) {
-        // NOTE: a zombie child that the engine was not given makes every tick
-        // sweep all lane children until its owner reaps it.
         let full = now.duration_since(table.lane_full_sweep) >= LANE_FULL_SWEEP;
-        let any_child_exited = full || sys::peek_exited_child().is_some();
+        let before = out.len();
+        let any_child_exited = full || self.reap_peeked(table, now, out);
         if full {
             table.lane_full_sweep = now;
         }
-        let before = out.len();
-        for &slot in slots {
+        let scan = any_child_exited
+            || table.lane.has_others()
+            || (table.lane.has_promotable() && !pidfd_unavailable() && self.budget.has_room());
+        if scan {
+            // A copy, because examining an entry changes the lane.
+            slots.extend(table.lane.slots());
+        }
+        for &slot in slots.iter() {
             if self.promote(table, slot) {
                 continue;
             }
@@ -557,6 +574,37 @@ impl<P> Shard<P> {
             fallback::next_backoff(table.lane_interval)
         };
         table.lane_due = (!table.lane.is_empty()).then(|| now + table.lane_interval);
+    }
+
+    /// Examines the lane children that the peek of waitid(2) with
+    /// `P_ALL | WNOWAIT` names, one after another, until it names none.
+    ///
+    /// Returns `true` when every lane child must be examined after all. That
+    /// is so when the peek names a zombie that is not a lane child of this
+    /// shard (a child of another shard or engine, or one the caller never
+    /// registered), or one that is still a zombie after it was examined (a
+    /// child registered to be left unreaped). Such a zombie comes first in
+    /// the kernel's list of children, so it hides the ones behind it.
+    fn reap_peeked(&self, table: &mut Table<P>, now: Instant, out: &mut Vec<(RawExit, P)>) -> bool {
+        let Some(mut pid) = sys::peek_exited_child() else {
+            return false;
+        };
+        let mut examined = HashSet::new();
+        let mut named = Vec::new();
+        loop {
+            named.clear();
+            named.extend_from_slice(table.lane.children_with_pid(pid));
+            if named.is_empty() || !examined.insert(pid) {
+                return true;
+            }
+            for &slot in &named {
+                self.examine(table, slot, Trigger::Timer, now, out);
+            }
+            match sys::peek_exited_child() {
+                Some(next) => pid = next,
+                None => return false,
+            }
+        }
     }
 
     /// Moves a lane entry to a pidfd when a descriptor has become available.
@@ -583,7 +631,8 @@ impl<P> Shard<P> {
         }
         entry.watch = Some(watch);
         entry.charged = true;
-        table.lane.remove(&slot);
+        let lane_entry = entry.lane_entry();
+        table.lane.remove(slot, lane_entry);
         true
     }
 
@@ -617,7 +666,7 @@ impl<P> Shard<P> {
             }
             Decision::Report(status, usage) => {
                 let entry = table.entries.remove(slot);
-                table.lane.remove(&slot);
+                table.lane.remove(slot, entry.lane_entry());
                 self.release(&entry, true);
                 let exit = RawExit {
                     key: Key::new(self.engine, self.index, slot, entry.generation),

@@ -56,6 +56,8 @@ Exit status:
   124  wait only: the timeout passed while processes were still alive
   126  run only: a job's program exists but could not be started
   127  run only: a job's program was not found
+  128+N  run only: waitprocs was killed by signal N (SIGINT, SIGTERM, SIGHUP or
+       SIGQUIT), after passing it on to its jobs
 
 Durations (DUR) are seconds as a decimal number (0.5) or a number with a unit:
 ms, s, m or h (500ms, 2s, 1m, 1h).
@@ -114,7 +116,8 @@ Its standard output and standard error are read through pipes and passed on
 as whole lines to the standard output and standard error of waitprocs, so the
 lines of two jobs never mix; a line longer than 64 KiB is split into pieces,
 each ended with a newline, as is a last line without one. With --tag each line
-starts with the job's item (or command) and a tab. --output-dir DIR writes
+starts with the job's item (or command) and a tab; tabs, newlines and carriage
+returns in the tag are written as \t, \n and \r. --output-dir DIR writes
 them to DIR/N.out and DIR/N.err instead (N: the job number; a retry replaces
 the files), --output inherit lets jobs write to the standard output and error
 of waitprocs directly (fastest, but lines may mix), and --output discard
@@ -217,7 +220,7 @@ struct WaitArgs {
     any: bool,
 
     /// Stop after N exits (exits detected together are all printed).
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, value_name = "N", value_parser = args::parse_exit_count, allow_negative_numbers = true)]
     count: Option<u64>,
 
     /// Wait up to DUR after a non-child exits for its parent to reap it, so that the kernel keeps its exit status (Linux 6.15 and later); 0 reports the exit at once, with status unknown.
@@ -264,14 +267,14 @@ enum OutputMode {
 #[command(group = clap::ArgGroup::new("stopping").multiple(true).args(["timeout", "halt"]))]
 struct RunArgs {
     /// Run at most N jobs at a time [default: the number of CPUs].
-    #[arg(long, short = 'j', value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, short = 'j', value_name = "N", value_parser = args::parse_jobs, allow_negative_numbers = true)]
     jobs: Option<u32>,
 
     /// Stop each job still running DUR after it started (SIGTERM, then SIGKILL).
     #[arg(long, value_name = "DUR", value_parser = args::parse_duration, allow_negative_numbers = true)]
     timeout: Option<Duration>,
 
-    /// Send SIGKILL to a job still running DUR after SIGTERM (from --timeout or --halt now).
+    /// Send SIGKILL to a job still running DUR after SIGTERM; needs --timeout or --halt, which send the SIGTERM.
     #[arg(
         long,
         value_name = "DUR",
@@ -287,7 +290,7 @@ struct RunArgs {
     halt: Option<Halt>,
 
     /// Start a failed job again, up to N more times.
-    #[arg(long, value_name = "N", default_value_t = 0, value_parser = clap::value_parser!(u32))]
+    #[arg(long, value_name = "N", default_value_t = 0, value_parser = args::parse_retries, allow_negative_numbers = true)]
     retries: u32,
 
     /// Print one JSON object per line instead of text.

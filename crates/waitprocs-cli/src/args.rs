@@ -1,5 +1,5 @@
-//! Value parsers for durations, PIDs and `--halt`. Clap prefixes their
-//! messages with the rejected value and the option it was given for.
+//! Value parsers for durations, PIDs, counts and `--halt`. Clap prefixes
+//! their messages with the rejected value and the option it was given for.
 
 use std::time::Duration;
 
@@ -43,8 +43,63 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let value: f64 = number
         .parse()
         .map_err(|_| format!("not a decimal number; {DURATION_FORMS}"))?;
-    Duration::try_from_secs_f64(value * seconds_per_unit)
-        .map_err(|_| "the duration is too large to represent".to_owned())
+    Duration::try_from_secs_f64(value * seconds_per_unit).map_err(|_| {
+        format!(
+            "the duration is too large: the maximum is {} seconds; leave the option out for no limit",
+            Duration::MAX.as_secs()
+        )
+    })
+}
+
+/// Parses a whole number from `min` to `max`, for options that count jobs,
+/// retries or exits.
+///
+/// # Errors
+///
+/// Returns a message naming the problem and the valid range if `text` is
+/// empty, negative, not a whole number, or outside `min..=max`.
+pub fn parse_count(text: &str, min: u64, max: u64) -> Result<u64, String> {
+    let range = format!("use a whole number from {min} to {max}");
+    if text.is_empty() {
+        return Err(format!("the number is empty; {range}"));
+    }
+    if text.starts_with('-') {
+        return Err(format!("the number cannot be negative; {range}"));
+    }
+    if !text.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!("not a whole number; {range}"));
+    }
+    match text.parse::<u64>() {
+        Ok(value) if (min..=max).contains(&value) => Ok(value),
+        _ => Err(format!("out of range; {range}")),
+    }
+}
+
+/// Parses `--jobs`: from 1 to `u32::MAX`.
+///
+/// # Errors
+///
+/// Returns the message of [`parse_count`], which names the valid range.
+pub fn parse_jobs(text: &str) -> Result<u32, String> {
+    parse_count(text, 1, u64::from(u32::MAX)).map(|value| value as u32)
+}
+
+/// Parses `--retries`: from 0 to `u32::MAX`.
+///
+/// # Errors
+///
+/// Returns the message of [`parse_count`], which names the valid range.
+pub fn parse_retries(text: &str) -> Result<u32, String> {
+    parse_count(text, 0, u64::from(u32::MAX)).map(|value| value as u32)
+}
+
+/// Parses `wait --count`: from 1 to `u64::MAX`.
+///
+/// # Errors
+///
+/// Returns the message of [`parse_count`], which names the valid range.
+pub fn parse_exit_count(text: &str) -> Result<u64, String> {
+    parse_count(text, 1, u64::MAX)
 }
 
 /// Parses a PID: a whole number from 1 to `i32::MAX`, the range of `pid_t`.
@@ -115,6 +170,33 @@ pub fn parse_halt(text: &str) -> Result<Halt, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn count_accepts_range() {
+        assert_eq!(parse_count("1", 1, 8), Ok(1));
+        assert_eq!(parse_count("8", 1, 8), Ok(8));
+        assert_eq!(parse_jobs("4294967295"), Ok(u32::MAX));
+        assert_eq!(parse_retries("0"), Ok(0));
+        assert_eq!(parse_exit_count("18446744073709551615"), Ok(u64::MAX));
+    }
+
+    #[test]
+    fn count_errors_name_range() {
+        let cases = [
+            ("", "empty"),
+            ("-1", "cannot be negative"),
+            ("abc", "not a whole number"),
+            ("1.5", "not a whole number"),
+            ("+3", "not a whole number"),
+            ("0", "out of range"),
+            ("99999999999999999999", "out of range"),
+        ];
+        for (text, reason) in cases {
+            let error = parse_jobs(text).expect_err(text);
+            assert!(error.contains(reason), "{text}: {error}");
+            assert!(error.contains("from 1 to 4294967295"), "{text}: {error}");
+        }
+    }
 
     #[test]
     fn duration_accepts_forms() {

@@ -31,10 +31,11 @@ static BAR: Mutex<Option<ProgressBar>> = Mutex::new(None);
 /// filter or not UTF-8.
 pub(crate) fn init(verbosity: u8) -> Result<(), Failure> {
     let filter = match std::env::var(LOG_ENV) {
-        Ok(spec) if !spec.trim().is_empty() => spec.parse::<Targets>().map_err(|error| {
+        Ok(spec) if !spec.trim().is_empty() => parse_filter(&spec).map_err(|reason| {
             Failure::Usage(format!(
-                "invalid {LOG_ENV} '{spec}': {error}; set a level such as warn or debug, \
-                 or target=level pairs separated by commas"
+                "invalid {LOG_ENV} '{spec}': {reason}; set a level (off, error, warn, info, \
+                 debug, trace) or target=level pairs separated by commas, such as \
+                 waitprocs_core=trace"
             ))
         })?,
         Err(std::env::VarError::NotUnicode(spec)) => {
@@ -59,6 +60,40 @@ pub(crate) fn init(verbosity: u8) -> Result<(), Failure> {
     Ok(())
 }
 
+/// Parses a filter: comma-separated directives, each a level (the default
+/// for every target) or `target=level`.
+///
+/// Stricter than `Targets`' own parser, which reads a misspelt level as the
+/// name of a target and so silently shows nothing.
+fn parse_filter(spec: &str) -> Result<Targets, String> {
+    let mut filter = Targets::new();
+    for directive in spec.split(',').map(str::trim) {
+        if directive.is_empty() {
+            return Err("a directive between commas is empty".into());
+        }
+        let Some((target, level)) = directive.split_once('=') else {
+            let level = parse_level(directive)?;
+            filter = filter.with_default(level);
+            continue;
+        };
+        let target = target.trim();
+        let valid = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == ':';
+        if target.is_empty() || !target.chars().all(valid) {
+            return Err(format!(
+                "'{target}' is not a target: targets are module paths such as \
+                 waitprocs_core::engine (letters, digits, '_' and '::')"
+            ));
+        }
+        filter = filter.with_target(target, parse_level(level.trim())?);
+    }
+    Ok(filter)
+}
+
+fn parse_level(text: &str) -> Result<LevelFilter, String> {
+    text.parse::<LevelFilter>()
+        .map_err(|_| format!("'{text}' is not a level"))
+}
+
 /// Maps the count of `-v` flags to the most detailed level shown.
 fn level_for(verbosity: u8) -> LevelFilter {
     match verbosity {
@@ -79,18 +114,27 @@ pub(crate) fn set_progress_bar(bar: Option<ProgressBar>) {
 struct Stderr;
 
 impl Write for Stderr {
+    /// Writes a log line, or drops it if standard error is closed or full.
+    /// The formatter would otherwise report the failure with `eprintln!`,
+    /// which panics when standard error is gone, and a log line is never
+    /// worth ending the run (and orphaning its jobs) for.
     fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
         // The formatter hands over one whole line per call, so the bar is
         // cleared once per log line.
         let bar = BAR.lock().unwrap_or_else(PoisonError::into_inner).clone();
+        let write = || {
+            let _ = io::stderr().lock().write_all(bytes);
+        };
         match bar {
-            Some(bar) => bar.suspend(|| io::stderr().lock().write(bytes)),
-            None => io::stderr().lock().write(bytes),
+            Some(bar) => bar.suspend(write),
+            None => write(),
         }
+        Ok(bytes.len())
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        io::stderr().flush()
+        let _ = io::stderr().flush();
+        Ok(())
     }
 }
 
@@ -105,6 +149,36 @@ impl<'a> MakeWriter<'a> for Stderr {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn filter_accepts_levels_and_targets() {
+        for spec in [
+            "debug",
+            "TRACE",
+            "off",
+            "waitprocs_core=trace",
+            "warn, waitprocs_core::engine=debug",
+        ] {
+            assert!(parse_filter(spec).is_ok(), "{spec}");
+        }
+    }
+
+    #[test]
+    fn filter_rejects_typos() {
+        let cases = [
+            ("debg", "'debg' is not a level"),
+            ("garbage", "'garbage' is not a level"),
+            ("waitprocs_core=loud", "'loud' is not a level"),
+            ("waitprocs-core=trace", "'waitprocs-core' is not a target"),
+            ("=trace", "'' is not a target"),
+            ("warn,,debug", "empty"),
+            ("[", "'[' is not a level"),
+        ];
+        for (spec, reason) in cases {
+            let error = parse_filter(spec).expect_err(spec);
+            assert!(error.contains(reason), "{spec}: {error}");
+        }
+    }
 
     #[test]
     fn verbosity_maps_to_levels() {

@@ -55,6 +55,28 @@ pub(crate) fn warn(message: fmt::Arguments<'_>) {
     let _ = writeln!(io::stderr().lock(), "waitprocs: {message}");
 }
 
+/// Writes tabs, newlines and carriage returns as `\t`, `\n` and `\r`, so
+/// that a command or item shown in a report line or a `--tag` prefix keeps
+/// the line whole. Other bytes, backslashes included, stay as they are.
+pub(crate) fn escape_controls(bytes: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(bytes.len());
+    for &byte in bytes {
+        match byte {
+            b'\t' => out.extend_from_slice(b"\\t"),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            _ => out.push(byte),
+        }
+    }
+    out
+}
+
+/// Escapes text as [`escape_controls`] escapes bytes.
+pub(crate) fn escape_controls_str(text: &str) -> String {
+    // Only ASCII bytes are replaced, by ASCII, so the text stays UTF-8.
+    String::from_utf8(escape_controls(text.as_bytes())).unwrap_or_else(|_| text.to_owned())
+}
+
 /// Formats a duration as seconds with two decimals, `1.52s`.
 pub(crate) fn seconds(duration: Duration) -> String {
     format!("{:.2}s", duration.as_secs_f64())
@@ -119,6 +141,13 @@ impl StatusFields {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn escape_controls_keeps_one_line() {
+        assert_eq!(escape_controls(b"a\tb\nc\rd"), b"a\\tb\\nc\\rd");
+        assert_eq!(escape_controls(b"printf 'x\\n'"), b"printf 'x\\n'");
+        assert_eq!(escape_controls_str("t\u{e9}st\n"), "t\u{e9}st\\n");
+    }
 
     #[test]
     fn millis_keeps_microseconds() {

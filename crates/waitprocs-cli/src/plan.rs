@@ -63,6 +63,14 @@ impl Plan {
             return Ok(Self::Commands(entries));
         }
         let template = match &args.template {
+            // An empty template would make each item the whole command, so
+            // the item would run as code.
+            Some(text) if text.as_bytes().iter().all(u8::is_ascii_whitespace) => {
+                return Err(Failure::Usage(format!(
+                    "invalid --template {text:?}: the template is empty; give a command \
+                     such as 'gzip -k {{}}'"
+                )));
+            }
             Some(text) => Template::shell(text.as_bytes()),
             None => {
                 let argv: Vec<&[u8]> = args.command.iter().map(|arg| arg.as_bytes()).collect();

@@ -95,7 +95,11 @@ impl Attempt<'_> {
 
 /// Returns the text report of an attempt, without a newline.
 pub(crate) fn text_line(attempt: &Attempt<'_>) -> String {
-    let mut line = format!("{} `{}`: ", attempt.heading(), attempt.job.display);
+    let mut line = format!(
+        "{} `{}`: ",
+        attempt.heading(),
+        output::escape_controls_str(&attempt.job.display)
+    );
     match &attempt.outcome {
         Outcome::FailedToStart(error) => {
             line.push_str(&format!("failed to start: {error}"));
@@ -443,9 +447,10 @@ impl Slowest {
             .iter()
             .map(|(elapsed, index, display)| {
                 format!(
-                    "{:>8}  job {} `{display}`",
+                    "{:>8}  job {} `{}`",
                     output::seconds(*elapsed),
-                    index + 1
+                    index + 1,
+                    output::escape_controls_str(display)
                 )
             })
             .collect()

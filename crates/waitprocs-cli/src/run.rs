@@ -198,6 +198,15 @@ pub(crate) fn run(args: RunArgs, started: Instant) -> Result<u8, Failure> {
 /// Returns where jobs' output goes, creating the output directory.
 fn sink(args: &RunArgs) -> Result<Sink, Failure> {
     if let Some(dir) = &args.output_dir {
+        // create_dir_all reports an existing file as "File exists", which
+        // does not say what is wrong with it.
+        if dir.exists() && !dir.is_dir() {
+            return Err(Failure::Usage(format!(
+                "invalid --output-dir '{}': it exists and is not a directory; name a \
+                 directory, or a path that does not exist yet",
+                dir.display()
+            )));
+        }
         fs::create_dir_all(dir).map_err(|error| {
             Failure::Usage(format!(
                 "cannot create output directory '{}': {error}",
@@ -373,13 +382,13 @@ impl Runner<'_> {
             let tag: Rc<[u8]> = match tag {
                 None => Rc::from(&b""[..]),
                 Some(Tag::Default) => {
-                    let mut text = job.tag_text().to_vec();
+                    let mut text = output::escape_controls(job.tag_text());
                     text.push(b'\t');
                     Rc::from(text)
                 }
-                Some(Tag::Custom(pattern)) => {
-                    Rc::from(pattern.fill_plain(job.tag_text(), index + 1))
-                }
+                Some(Tag::Custom(pattern)) => Rc::from(output::escape_controls(
+                    &pattern.fill_plain(job.tag_text(), index + 1),
+                )),
             };
             for (kind, pipe) in pipes {
                 let stream =
@@ -672,11 +681,22 @@ impl Runner<'_> {
         }
         self.halting = true;
         let mut active = lock(self.active);
-        let stopping = if halt.now { active.len() } else { 0 };
+        let running = active.len();
+        let next = match (halt.now, running) {
+            (_, 0) => String::new(),
+            (true, _) => format!(
+                "; stopping {} still running",
+                plural(running, "job", "jobs")
+            ),
+            (false, _) => format!(
+                "; waiting for {} still running",
+                plural(running, "job", "jobs")
+            ),
+        };
         console::warn(
             self.console.bar().as_ref(),
             format_args!(
-                "{} failed, so no new job starts (--halt); stopping {stopping} running",
+                "{} failed, so no new job starts (--halt){next}",
                 plural(self.failures, "job", "jobs")
             ),
         );

@@ -1654,7 +1654,11 @@ fn halt_now_stops_running() {
     assert_eq!(stopped["sigkill_sent"], true, "{stopped}");
     assert_eq!(stopped["signal_name"], "SIGKILL", "{stopped}");
     assert_group_ends(stopped["pid"].as_u64().unwrap());
-    assert!(out.stderr.contains("stopping 1 running"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("stopping 1 job still running"),
+        "{}",
+        out.stderr
+    );
     assert!(out.stderr.contains("1 stopped by --halt"), "{}", out.stderr);
     assert!(out.stderr.contains("1 not started"), "{}", out.stderr);
 }
@@ -1899,7 +1903,7 @@ fn output_dir_unusable_exits_2() {
     let out = tool(&["run", "--output-dir", file.to_str().unwrap(), "--", "true"]);
     assert_eq!(out.code(), Some(2), "{out:?}");
     assert!(
-        out.stderr.contains("cannot create output directory"),
+        out.stderr.contains("exists and is not a directory"),
         "{}",
         out.stderr
     );
@@ -2203,4 +2207,105 @@ fn log_env_invalid_is_usage_error() {
         out.stderr
     );
     assert!(out.stdout.is_empty(), "no job ran: {}", out.stdout);
+}
+
+#[test]
+fn log_to_closed_stderr_keeps_running() {
+    // Standard error is a pipe whose reader is gone, so every log line fails
+    // with EPIPE; the run must go on and report its job.
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let stdout = scratch_path("stdout");
+    let mut child = Command::new(BIN)
+        .args(["-vvv", "run", "--", "sh", "-c", "exit 3"])
+        .stdin(Stdio::null())
+        .stdout(File::create(&stdout).unwrap())
+        .stderr(writer)
+        .spawn()
+        .unwrap();
+    let status = wait_with_deadline(&mut child, DEADLINE);
+    let report = fs::read_to_string(&stdout).unwrap();
+    let _ = fs::remove_file(&stdout);
+    assert_eq!(status.code(), Some(1), "{report}");
+    assert!(report.contains("exited with code 3"), "{report}");
+}
+
+#[test]
+fn log_env_typo_is_usage_error() {
+    let out = Tool::start_command(
+        Command::new(BIN)
+            .env("WAITPROCS_LOG", "debg")
+            .args(["run", "--", "true"]),
+        None,
+    )
+    .finish();
+    assert_eq!(out.code(), Some(2), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("'debg' is not a level"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn empty_template_is_usage_error() {
+    for template in ["", "  "] {
+        let out = tool_with_stdin(
+            &["run", "--args-from", "-", "--template", template],
+            "date\n",
+        );
+        assert_eq!(out.code(), Some(2), "{template:?}: {}", out.stderr);
+        assert!(
+            out.stderr.contains("the template is empty"),
+            "{template:?}: {}",
+            out.stderr
+        );
+        assert!(out.stdout.is_empty(), "no job ran: {}", out.stdout);
+    }
+}
+
+#[test]
+fn tag_escapes_item_newline() {
+    let out = tool_with_stdin(
+        &[
+            "run",
+            "--tag",
+            "-0",
+            "--args-from",
+            "-",
+            "--",
+            "printf",
+            "out1\nout2\n",
+        ],
+        "two\nlines\0",
+    );
+    assert_eq!(out.code(), Some(0), "{}", out.stderr);
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert!(lines.contains(&"two\\nlines\tout1"), "{}", out.stdout);
+    assert!(lines.contains(&"two\\nlines\tout2"), "{}", out.stdout);
+    let reports: Vec<&&str> = lines.iter().filter(|l| l.starts_with("job 1")).collect();
+    assert_eq!(reports.len(), 1, "{}", out.stdout);
+    assert!(reports[0].contains("two\\nlines"), "{}", out.stdout);
+    assert_eq!(lines.len(), 3, "{}", out.stdout);
+}
+
+#[test]
+fn count_options_reject_bad_numbers() {
+    let cases: [&[&str]; 5] = [
+        &["run", "--jobs", "-1", "--", "true"],
+        &["run", "--jobs", "abc", "--", "true"],
+        &["run", "--jobs", "99999999999999999999", "--", "true"],
+        &["run", "--retries", "-1", "--", "true"],
+        &["wait", "--count", "0", "1"],
+    ];
+    for args in cases {
+        let out = tool(args);
+        assert_eq!(out.code(), Some(2), "{args:?}: {}", out.stderr);
+        assert!(
+            out.stderr.contains("use a whole number from"),
+            "{args:?}: {}",
+            out.stderr
+        );
+        assert!(!out.stderr.contains("tip:"), "{args:?}: {}", out.stderr);
+    }
 }

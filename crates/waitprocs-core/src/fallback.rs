@@ -115,6 +115,11 @@ impl Lane {
         self.children.get(&pid).map_or(&[], Vec::as_slice)
     }
 
+    /// Returns the number of distinct children in the lane.
+    pub(crate) fn child_count(&self) -> usize {
+        self.children.len()
+    }
+
     /// Returns whether some entries are not children.
     pub(crate) fn has_others(&self) -> bool {
         self.others > 0
@@ -153,6 +158,7 @@ mod tests {
         lane.insert(7, child(100));
         assert_eq!(lane.len(), 2);
         assert_eq!(lane.children_with_pid(100), &[3, 7]);
+        assert_eq!(lane.child_count(), 1);
         assert!(lane.children_with_pid(101).is_empty());
 
         lane.remove(3, child(100));

@@ -34,6 +34,28 @@ struct Metric {
     ours_only: bool,
 }
 
+impl Metric {
+    /// Creates a metric that every tool able to run the scenario reports.
+    const fn shared(label: &'static str, unit: Unit, get: fn(&Value) -> Option<f64>) -> Self {
+        Self {
+            label,
+            unit,
+            get,
+            ours_only: false,
+        }
+    }
+
+    /// Creates a metric measured inside waitprocs only.
+    const fn ours(label: &'static str, unit: Unit, get: fn(&Value) -> Option<f64>) -> Self {
+        Self {
+            label,
+            unit,
+            get,
+            ours_only: true,
+        }
+    }
+}
+
 fn field(data: &Value, name: &str) -> Option<f64> {
     data.get(name)?.as_f64()
 }
@@ -93,156 +115,61 @@ fn bytes_per_process(data: &Value) -> Option<f64> {
 }
 
 const LATENCY: &[Metric] = &[
-    Metric {
-        label: "latency p50",
-        unit: Unit::Micros,
-        get: p50,
-        ours_only: false,
-    },
-    Metric {
-        label: "latency p99",
-        unit: Unit::Micros,
-        get: p99,
-        ours_only: false,
-    },
-    Metric {
-        label: "latency max",
-        unit: Unit::Micros,
-        get: max,
-        ours_only: false,
-    },
-    Metric {
-        label: "exits delivered",
-        unit: Unit::Count,
-        get: exits,
-        ours_only: false,
-    },
-    Metric {
-        label: "waiter CPU, whole run",
-        unit: Unit::Millis,
-        get: window_cpu,
-        ours_only: false,
-    },
+    Metric::shared("latency p50", Unit::Micros, p50),
+    Metric::shared("latency p99", Unit::Micros, p99),
+    Metric::shared("latency max", Unit::Micros, max),
+    Metric::shared("exits delivered", Unit::Count, exits),
+    Metric::shared("waiter CPU, whole run", Unit::Millis, window_cpu),
 ];
 
 const IDLE: &[Metric] = &[
-    Metric {
-        label: "waiter CPU, window",
-        unit: Unit::Millis,
-        get: window_cpu,
-        ours_only: false,
-    },
-    Metric {
-        label: "voluntary switches, window",
-        unit: Unit::Count,
-        get: window_voluntary,
-        ours_only: false,
-    },
-    Metric {
-        label: "exits delivered",
-        unit: Unit::Count,
-        get: exits,
-        ours_only: false,
-    },
-    Metric {
-        label: "CPU while idle (% of a core)",
-        unit: Unit::Percent,
-        get: idle_cpu_percent,
-        ours_only: false,
-    },
+    Metric::shared("waiter CPU, window", Unit::Millis, window_cpu),
+    Metric::shared("voluntary switches, window", Unit::Count, window_voluntary),
+    Metric::shared("exits delivered", Unit::Count, exits),
+    Metric::shared(
+        "CPU while idle (% of a core)",
+        Unit::Percent,
+        idle_cpu_percent,
+    ),
 ];
 
 const THROUGHPUT: &[Metric] = &[
-    Metric {
-        label: "exits per second",
-        unit: Unit::PerSecond,
-        get: exits_per_second,
-        ours_only: false,
-    },
-    Metric {
-        label: "waiter CPU",
-        unit: Unit::Millis,
-        get: window_cpu,
-        ours_only: false,
-    },
-    Metric {
-        label: "exits delivered",
-        unit: Unit::Count,
-        get: exits,
-        ours_only: false,
-    },
+    Metric::shared("exits per second", Unit::PerSecond, exits_per_second),
+    Metric::shared("waiter CPU", Unit::Millis, window_cpu),
+    Metric::shared("exits delivered", Unit::Count, exits),
 ];
 
 const SCALE: &[Metric] = &[
-    Metric {
-        label: "exits delivered",
-        unit: Unit::Count,
-        get: exits,
-        ours_only: false,
-    },
-    Metric {
-        label: "CPU while idle (% of a core)",
-        unit: Unit::Percent,
-        get: idle_cpu_percent,
-        ours_only: false,
-    },
-    Metric {
-        label: "latency p50",
-        unit: Unit::Micros,
-        get: p50,
-        ours_only: false,
-    },
-    Metric {
-        label: "latency p99",
-        unit: Unit::Micros,
-        get: p99,
-        ours_only: false,
-    },
-    Metric {
-        label: "latency max",
-        unit: Unit::Micros,
-        get: max,
-        ours_only: false,
-    },
-    Metric {
-        label: "waiter CPU, window",
-        unit: Unit::Millis,
-        get: window_cpu,
-        ours_only: false,
-    },
-    Metric {
-        label: "waiter RSS at the end",
-        unit: Unit::MiB,
-        get: rss_end,
-        ours_only: false,
-    },
-    Metric {
-        label: "registration time per process",
-        unit: Unit::Micros,
-        get: register_per_process,
-        ours_only: true,
-    },
+    Metric::shared("exits delivered", Unit::Count, exits),
+    Metric::shared(
+        "CPU while idle (% of a core)",
+        Unit::Percent,
+        idle_cpu_percent,
+    ),
+    Metric::shared("latency p50", Unit::Micros, p50),
+    Metric::shared("latency p99", Unit::Micros, p99),
+    Metric::shared("latency max", Unit::Micros, max),
+    Metric::shared("waiter CPU, window", Unit::Millis, window_cpu),
+    Metric::shared("waiter RSS at the end", Unit::MiB, rss_end),
+    Metric::ours(
+        "registration time per process",
+        Unit::Micros,
+        register_per_process,
+    ),
 ];
 
 const MEMORY: &[Metric] = &[
-    Metric {
-        label: "registration time per process",
-        unit: Unit::Micros,
-        get: register_per_process,
-        ours_only: true,
-    },
-    Metric {
-        label: "waiter RSS per watched process",
-        unit: Unit::Bytes,
-        get: bytes_per_process,
-        ours_only: true,
-    },
-    Metric {
-        label: "exits delivered",
-        unit: Unit::Count,
-        get: exits,
-        ours_only: false,
-    },
+    Metric::ours(
+        "registration time per process",
+        Unit::Micros,
+        register_per_process,
+    ),
+    Metric::ours(
+        "waiter RSS per watched process",
+        Unit::Bytes,
+        bytes_per_process,
+    ),
+    Metric::shared("exits delivered", Unit::Count, exits),
 ];
 
 fn metrics(group: &str) -> &'static [Metric] {

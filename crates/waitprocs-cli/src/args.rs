@@ -60,17 +60,8 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 /// empty, negative, not a whole number, or outside `min..=max`.
 pub fn parse_count(text: &str, min: u64, max: u64) -> Result<u64, String> {
     let range = format!("use a whole number from {min} to {max}");
-    if text.is_empty() {
-        return Err(format!("the number is empty; {range}"));
-    }
-    if text.starts_with('-') {
-        return Err(format!("the number cannot be negative; {range}"));
-    }
-    if !text.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(format!("not a whole number; {range}"));
-    }
-    match text.parse::<u64>() {
-        Ok(value) if (min..=max).contains(&value) => Ok(value),
+    match parse_whole(text, "number", &range)? {
+        value if (min..=max).contains(&value) => Ok(value),
         _ => Err(format!("out of range; {range}")),
     }
 }
@@ -109,22 +100,30 @@ pub fn parse_exit_count(text: &str) -> Result<u64, String> {
 /// Returns a message naming the problem and the valid range if `text` is
 /// empty, negative, zero, not a whole number, or above `i32::MAX`.
 pub fn parse_pid(text: &str) -> Result<u32, String> {
+    match parse_whole(text, "PID", PID_RANGE)? {
+        0 => Err(format!("0 is not a process; {PID_RANGE}")),
+        pid if pid <= i32::MAX as u64 => Ok(pid as u32),
+        _ => Err(format!("out of range; {PID_RANGE}")),
+    }
+}
+
+/// Parses decimal digits into a `u64`, with the errors of [`parse_pid`] and
+/// [`parse_count`]: `what` names the value and `range` says what is valid.
+fn parse_whole(text: &str, what: &str, range: &str) -> Result<u64, String> {
     if text.is_empty() {
-        return Err(format!("the PID is empty; {PID_RANGE}"));
+        return Err(format!("the {what} is empty; {range}"));
     }
     let all_digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
     if text.strip_prefix('-').is_some_and(all_digits) {
-        return Err(format!("a PID cannot be negative; {PID_RANGE}"));
+        return Err(format!("a {what} cannot be negative; {range}"));
     }
     if !all_digits(text) {
-        return Err(format!("not a whole number; {PID_RANGE}"));
+        return Err(format!("not a whole number; {range}"));
     }
-    // Parsing straight into u32 makes 2^32 + 1 an overflow instead of wrapping it to 1.
-    match text.parse::<u32>() {
-        Ok(0) => Err(format!("0 is not a process; {PID_RANGE}")),
-        Ok(pid) if pid <= i32::MAX as u32 => Ok(pid),
-        _ => Err(format!("out of range; {PID_RANGE}")),
-    }
+    // Parsing into u64 turns an overflow into an error; narrower types are
+    // checked by the callers, so 2^32 + 1 never wraps to 1.
+    text.parse::<u64>()
+        .map_err(|_| format!("out of range; {range}"))
 }
 
 const HALT_FORMS: &str = "use soon,fail=N (start no new job after N failed jobs) or now,fail=N (also stop the running jobs), with N from 1";

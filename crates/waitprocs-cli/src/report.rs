@@ -301,13 +301,8 @@ pub(crate) fn joblog_line(attempt: &Attempt<'_>) -> String {
             }
         }
     };
-    let command = attempt
-        .job
-        .display
-        .replace('\\', "\\\\")
-        .replace('\t', "\\t")
-        .replace('\n', "\\n")
-        .replace('\r', "\\r");
+    // Backslashes are doubled first, so that the escapes stay unambiguous.
+    let command = output::escape_controls_str(&attempt.job.display.replace('\\', "\\\\"));
     format!(
         "{}\t:\t{start:.3}\t{:>10.3}\t0\t{}\t{exit_value}\t{signal}\t{command}",
         attempt.index + 1,

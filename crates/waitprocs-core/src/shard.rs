@@ -6,7 +6,6 @@
 //! shard usable on a thread whose descriptor table is private (an overflow
 //! shard), where no caller code may run.
 
-use std::collections::HashSet;
 use std::io;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -559,7 +558,8 @@ impl<P> Shard<P> {
     ) {
         let full = now.duration_since(table.lane_full_sweep) >= LANE_FULL_SWEEP;
         let before = out.len();
-        let any_child_exited = full || self.reap_peeked(table, now, out);
+        // `slots` is empty here, so it lends its buffer to the peeks.
+        let any_child_exited = full || self.reap_peeked(table, slots, now, out);
         if full {
             table.lane_full_sweep = now;
         }
@@ -595,33 +595,49 @@ impl<P> Shard<P> {
     /// Examines the lane children that the peek of waitid(2) with
     /// `P_ALL | WNOWAIT` names, one after another, until it names none.
     ///
-    /// Returns `true` when every lane child must be examined after all. That
-    /// is so when the peek names a zombie that is not a lane child of this
-    /// shard (a child of another shard or engine, or one the caller never
-    /// registered), or one that is still a zombie after it was examined (a
-    /// child registered to be left unreaped). Such a zombie comes first in
-    /// the kernel's list of children, so it hides the ones behind it.
-    fn reap_peeked(&self, table: &mut Table<P>, now: Instant, out: &mut Vec<(RawExit, P)>) -> bool {
+    /// Returns `true` when every lane child must be examined after all. One
+    /// case is a zombie that is not a lane child of this shard: a child of
+    /// another shard or engine, or one the caller never registered. Another
+    /// is a zombie still there after it was examined, such as a child
+    /// registered to be left unreaped. Such a zombie comes first in the
+    /// kernel's list of children, so it hides the ones behind it. The others
+    /// are a lane above `MAX_PEEKED_LANE` and a tick with more than
+    /// `MAX_PEEKED_PER_TICK` zombies. `named` is a scratch buffer, left empty.
+    fn reap_peeked(
+        &self,
+        table: &mut Table<P>,
+        named: &mut Vec<usize>,
+        now: Instant,
+        out: &mut Vec<(RawExit, P)>,
+    ) -> bool {
         let Some(mut pid) = sys::peek_exited_child() else {
             return false;
         };
         if table.lane.child_count() > MAX_PEEKED_LANE {
             return true;
         }
-        let mut examined = HashSet::new();
-        let mut named = Vec::new();
+        let mut examined = [0u32; MAX_PEEKED_PER_TICK];
+        let mut count = 0;
         loop {
+            // A copy, because examining an entry changes the lane.
             named.clear();
             named.extend_from_slice(table.lane.children_with_pid(pid));
-            if named.is_empty() || !examined.insert(pid) || examined.len() > MAX_PEEKED_PER_TICK {
+            if named.is_empty() || examined[..count].contains(&pid) || count == MAX_PEEKED_PER_TICK
+            {
+                named.clear();
                 return true;
             }
-            for &slot in &named {
+            examined[count] = pid;
+            count += 1;
+            for &slot in named.iter() {
                 self.examine(table, slot, Trigger::Timer, now, out);
             }
             match sys::peek_exited_child() {
                 Some(next) => pid = next,
-                None => return false,
+                None => {
+                    named.clear();
+                    return false;
+                }
             }
         }
     }

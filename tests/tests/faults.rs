@@ -194,7 +194,7 @@ fn waitid_einval_falls_back_to_pid() {
     engine
         .register_child(spawn("sleep 0.1; exit 12"), ())
         .unwrap();
-    // Linux 5.3 answers P_PIDFD with EINVAL; the engine then waits by PID.
+    // Linux 5.3 rejects P_PIDFD with EINVAL, so the engine then waits by PID.
     faults::fail_next(Call::Waitid, libc::EINVAL, 1);
     assert_eq!(wait_one(&engine), ExitStatus::Exited(12));
 }

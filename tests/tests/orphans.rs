@@ -1,6 +1,6 @@
 //! Reaping adopted orphans is an explicit opt-in: a child subreaper calls
 //! `Engine::reap_orphans`, which takes only children it was not given.
-//! `PR_SET_CHILD_SUBREAPER` is process-wide, so this file holds one test.
+//! `PR_SET_CHILD_SUBREAPER` is process-wide, so this file contains one test.
 #![cfg(target_os = "linux")]
 
 use std::process::Stdio;

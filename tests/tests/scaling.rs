@@ -28,7 +28,7 @@ fn run_children(count: usize) {
     let mut expected = HashMap::new();
     let (start_reader, start_writer) = std::io::pipe().unwrap();
     for i in 0..count {
-        // A fixed spread stands in for random lifetimes, so runs repeat.
+        // A fixed spread replaces random lifetimes, so runs repeat.
         let lifetime_ms = (i * 7919) % 2000;
         let code = i % 256;
         let script = format!(

@@ -461,7 +461,7 @@ impl Runner<'_> {
             .next_deadline()
             .map(|at| at.saturating_duration_since(Instant::now()));
         // The engine's timers (the fallback lane, retries) do not wake its
-        // descriptor, so the loop also wakes when the engine says one is due.
+        // descriptor, so the loop also wakes when `Engine::next_due` is reached.
         // Systems other than Linux look at the engine on a back-off of their
         // own, because their engine descriptor is not polled.
         if ENGINE_FD_POLLED {

@@ -1645,15 +1645,18 @@ fn halt_now_stops_running() {
         "trap '' TERM; sleep 30\nsleep 0.2; exit 4\ntrue\n",
     );
     assert_eq!(out.code(), Some(3), "{out:?}");
+
     let records = out.records();
     assert_eq!(records.len(), 2, "{}", out.stdout);
     assert_eq!(records[0]["code"], 4);
+
     let stopped = &records[1];
     assert_eq!(stopped["halted"], true, "{stopped}");
     assert_eq!(stopped["timed_out"], false, "{stopped}");
     assert_eq!(stopped["sigkill_sent"], true, "{stopped}");
     assert_eq!(stopped["signal_name"], "SIGKILL", "{stopped}");
     assert_group_ends(stopped["pid"].as_u64().unwrap());
+
     assert!(
         out.stderr.contains("stopping 1 job still running"),
         "{}",
@@ -1960,6 +1963,7 @@ fn joblog_matches_parallel_format() {
         "echo hello\nexit 3\nkill -TERM $$\n",
     );
     assert_eq!(out.code(), Some(1), "{out:?}");
+
     let text = fs::read_to_string(&log).unwrap();
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(
@@ -1967,6 +1971,7 @@ fn joblog_matches_parallel_format() {
         "Seq\tHost\tStarttime\tJobRuntime\tSend\tReceive\tExitval\tSignal\tCommand"
     );
     assert_eq!(lines.len(), 4, "{text}");
+
     let mut rows: Vec<Vec<&str>> = lines[1..].iter().map(|l| l.split('\t').collect()).collect();
     rows.sort_by_key(|row| row[0].parse::<u32>().unwrap());
     for row in &rows {
@@ -1980,6 +1985,7 @@ fn joblog_matches_parallel_format() {
         assert!(row[3].trim_start().parse::<f64>().is_ok(), "{row:?}");
         assert_eq!(row[4], "0", "{row:?}");
     }
+
     assert_eq!(&rows[0][5..], ["6", "0", "0", "echo hello"]);
     assert_eq!(&rows[1][5..], ["0", "3", "0", "exit 3"]);
     assert_eq!(&rows[2][5..], ["0", "0", "15", "kill -TERM $$"]);
@@ -2047,6 +2053,7 @@ fn summary_lists_slowest() {
         "sleep 0.6\nsleep 0.1\ntrue\nsleep 0.4\nsleep 0.3\nsleep 0.5\nsleep 0.2\n",
     );
     assert_eq!(out.code(), Some(0), "{out:?}");
+
     let after: Vec<&str> = out
         .stderr
         .lines()
@@ -2054,6 +2061,7 @@ fn summary_lists_slowest() {
         .skip(1)
         .collect();
     assert_eq!(after.len(), 5, "{}", out.stderr);
+
     // Detection can lag an exit by up to 100 ms in the fallback lane and more
     // on a loaded machine, so check the set and the order of the reported
     // times, not the order of the sleeps.
@@ -2070,6 +2078,7 @@ fn summary_lists_slowest() {
         "not sorted by time: {}",
         out.stderr
     );
+
     commands.sort_unstable();
     assert!(commands.contains(&"sleep 0.6"), "{}", out.stderr);
     assert!(!commands.contains(&"true"), "{}", out.stderr);

@@ -25,8 +25,8 @@ pub(crate) struct Delivery<T> {
     /// Registered processes whose event is not yet in the channel.
     outstanding: AtomicUsize,
     /// Held while an event is sent and counted, so that a waiter that reads
-    /// `outstanding` or the registered set under it sees every sent event in
-    /// the channel.
+    /// `outstanding` or the registered set under it finds every sent event
+    /// already in the channel.
     sending: Mutex<Registered>,
     /// Wakes a waiter blocked on the channel when `outstanding` drops without
     /// an event (a deregistration).

@@ -509,7 +509,7 @@ fn stop<T>(inner: &Inner<T>, threads: &mut Vec<JoinHandle<()>>) {
     let current = std::thread::current().id();
     for handle in threads.drain(..) {
         // The last reference can be dropped by a callback on a dispatch
-        // thread, which cannot join itself: it ends when its loop sees the
+        // thread, which cannot join itself: it ends when its loop reads the
         // shutdown flag after the callback returns.
         if handle.thread().id() != current {
             let _ = handle.join();

@@ -51,7 +51,7 @@ pub fn fail_next(call: Call, errno: i32, times: usize) {
     slot.remaining.store(times, Ordering::SeqCst);
 }
 
-/// Removes every pending fault and forgets that pidfds were found
+/// Removes every pending fault and clears the record that pidfds were
 /// unavailable, so the next test starts from a clean process.
 pub fn clear() {
     for slot in &SLOTS {

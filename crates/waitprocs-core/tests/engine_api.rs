@@ -264,7 +264,7 @@ fn concurrent_waits_keep_deadlines() {
         "missed its deadline: {took:?}"
     );
 
-    // The short wait is done; the long one still drives and sees the exit.
+    // The short wait is done; the long one still drives and receives the exit.
     engine.signal(key, libc::SIGKILL).unwrap();
     let outcome = long.join().unwrap().unwrap();
     assert_eq!(outcome.gone.len(), 1);

@@ -3,7 +3,7 @@
 //! kernel keeps it for the pidfd (Linux 6.15 and later), `Unknown` otherwise,
 //! never an invented `Exited(0)` and never a hang.
 //!
-//! The flag is process-wide, so this file holds a single test.
+//! The flag is process-wide, so this file contains a single test.
 #![cfg(target_os = "linux")]
 
 use std::process::{Command, Stdio};

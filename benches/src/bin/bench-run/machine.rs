@@ -100,7 +100,7 @@ pub(crate) fn cannot_hold(scenario: &Scenario, tool: Tool) -> Option<String> {
             "needs {needed} PIDs ({per_process} per process) but pid_max is {pid_max} and {in_use} are in use"
         ));
     }
-    // A sleeping bench-child holds about 200 KiB (its private pages, page
+    // A sleeping bench-child uses about 200 KiB (its private pages, page
     // tables and kernel stack); 256 KiB leaves a margin.
     let memory = n * 256
         + if tool == Tool::PsutilThreads {

@@ -658,5 +658,5 @@ pub(crate) fn children() -> io::Result<Vec<u32>> {
     ))
 }
 
-/// Whether dropping a `Watch` also removes it from the poller. A watch holds no descriptor, so the poller must be told.
+/// Whether dropping a `Watch` also removes it from the poller. A watch has no descriptor, so the poller must delete its kevent explicitly.
 pub(crate) const DROP_REMOVES_WATCH: bool = false;
